@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from api.models import ApiClient
+from api.services import hash_api_key
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <key>``. The key is looked up by its hash; the key itself is never stored."""
+
+    keyword = b"bearer"
+
+    def authenticate(self, request: Request) -> tuple[ApiClient, ApiClient] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword:
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("The Authorization header must be 'Bearer <API key>'.")
+        try:
+            key = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed("Invalid API key.") from None
+        client = ApiClient.objects.filter(key_hash=hash_api_key(key), revoked_at__isnull=True).first()
+        if client is None:
+            raise AuthenticationFailed("Invalid API key.")
+        return client, client
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class IsApiClient(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.auth, ApiClient)

@@ -1,0 +1,146 @@
+"""Idempotent POSTs with Stripe's semantics (DESIGN.md "Exactly once").
+
+- same client + key + same request → the first response's status and body again, marked ``Idempotent-Replayed``;
+- same key, other request → 422 ``idempotency_key_reused``;
+- same key while the first request still runs → 409 ``idempotency_key_in_use``;
+- a refused request stores nothing, so the client may fix it and retry with the same key.
+
+The whole request runs in one transaction that also writes the key's row, so a stored response and the objects it
+describes commit together or not at all: no row is ever left "in progress" by a crashed worker. A transaction-scoped
+advisory lock on the (client, key) pair tells a concurrent duplicate that the first is still running without making
+it wait; the unique constraint on the row stays the last word if two ever slipped past the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django.http import HttpResponse
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api.errors import Conflict, InvalidInput, Unprocessable
+from api.models import ApiClient, IdempotencyKey
+
+HEADER = "Idempotency-Key"
+REPLAY_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+
+
+def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpResponse:
+    """Run ``handler`` at most once per (client, Idempotency-Key); replay its stored response afterwards.
+
+    ``handler`` runs inside the transaction opened here, so the services it calls join it (they open nested,
+    non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising rolls everything back.
+    """
+    client: ApiClient = request.auth
+    key = _read_key(request)
+    fingerprint = _fingerprint(request)
+    with transaction.atomic(durable=True):
+        locked = _try_lock(client.pk, key)
+        stored = IdempotencyKey.objects.filter(client=client, key=key).first()
+        if stored is not None and stored.expires_at <= timezone.now():
+            # Past its lifetime the key means nothing. Whoever holds its lock removes it, so that races with nobody.
+            if locked:
+                stored.delete()
+            stored = None
+        if stored is not None:
+            return _replay(stored, fingerprint)
+        if not locked:
+            raise Conflict(
+                "A request with this Idempotency-Key is still being processed. Retry after it finishes.",
+                code="idempotency_key_in_use",
+                field=HEADER,
+            )
+        response = handler()
+        if not 200 <= response.status_code < 300:
+            # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
+            transaction.set_rollback(True)
+            return response
+        # Rendered here and stored as bytes, so the first answer and every replay are the same bytes.
+        body = JSONRenderer().render(response.data).decode()
+        IdempotencyKey.objects.create(
+            client=client,
+            key=key,
+            request_fingerprint=fingerprint,
+            request_path=request.path[:255],
+            response_status=response.status_code,
+            response_body=body,
+            expires_at=timezone.now() + timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS),
+        )
+    return _json_response(body, response.status_code)
+
+
+def idempotency_keys_purge(*, now: Any = None, batch_size: int = 5000) -> int:
+    """Delete expired keys in small batches (short transactions, no long lock on the table). Returns the count."""
+    now = now or timezone.now()
+    deleted = 0
+    while True:
+        ids = list(IdempotencyKey.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]
+
+
+def lock_id(client_id: int, key: str) -> int:
+    """The advisory lock that marks (client, key) as in flight: 64 bits of a hash, so collisions are negligible."""
+    digest = hashlib.sha256(f"idempotency:{client_id}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _read_key(request: Request) -> str:
+    key = request.headers.get(HEADER, "")
+    if not key.strip():
+        raise InvalidInput(
+            "Every POST needs an Idempotency-Key header: a unique string per operation, reused on retries.",
+            code="idempotency_key_missing",
+            field=HEADER,
+        )
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"The Idempotency-Key header is at most {MAX_KEY_LENGTH} characters.",
+            code="idempotency_key_too_long",
+            field=HEADER,
+        )
+    return key
+
+
+def _fingerprint(request: Request) -> str:
+    # Reading request.data parses the body, which runs the card-number guard before anything else sees it.
+    canonical = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=_decimal_marker)
+    return hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
+
+
+def _decimal_marker(value: Any) -> Any:
+    # Parsed numbers are Decimals (api.parsers): keep them distinct from the same digits sent as a string.
+    return {"$number": str(value)}
+
+
+def _try_lock(client_id: int, key: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client_id, key)])
+        return bool(cursor.fetchone()[0])
+
+
+def _replay(stored: IdempotencyKey, fingerprint: str) -> HttpResponse:
+    if stored.request_fingerprint != fingerprint:
+        raise Unprocessable(
+            "This Idempotency-Key was already used with a different request. Use a new key for a new operation.",
+            code="idempotency_key_reused",
+            field=HEADER,
+        )
+    response = _json_response(stored.response_body, stored.response_status)
+    response[REPLAY_HEADER] = "true"
+    return response
+
+
+def _json_response(body: str, status: int) -> HttpResponse:
+    return HttpResponse(body.encode(), status=status, content_type="application/json")

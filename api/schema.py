@@ -1,0 +1,50 @@
+"""OpenAPI pieces every endpoint shares: the error body, the idempotency header, the replay marker."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+from api.idempotency import HEADER, REPLAY_HEADER
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable; branch on this.")
+    message = serializers.CharField(help_text="For people; may change.")
+    field = serializers.CharField(allow_null=True, help_text="The field at fault, as a JSON path, or null.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+_DESCRIPTIONS = {
+    400: "Invalid request (validation, missing Idempotency-Key, card data, malformed JSON). Nothing was stored.",
+    401: "Missing or invalid API key.",
+    403: "The API key may not do this.",
+    404: "No such object for this API client.",
+    409: "Conflict: the Idempotency-Key is in use by a running request, or an id is already taken.",
+    415: "The body must be application/json.",
+    422: "The Idempotency-Key was used before with a different request.",
+    429: "Too many requests.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {status: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]) for status in statuses}
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="A unique key per operation (at most 255 characters), reused when retrying it. Kept for 24 hours.",
+)
+
+REPLAYED_HEADER = OpenApiParameter(
+    REPLAY_HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    response=True,
+    description="`true` when this is the stored response of an earlier request.",
+)

@@ -1,0 +1,70 @@
+"""Typed readers for settings that come from environment variables.
+
+Every setting of the project is read through these, so a typo in a value fails at start-up with the variable's name
+instead of surfacing later as a strange behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_decimal_map(name: str, default: dict[str, str]) -> dict[str, Decimal]:
+    """Parse ``KEY=VALUE,KEY=VALUE`` into decimals, e.g. ``EUR=100000,JPY=15000000``."""
+    raw = os.environ.get(name)
+    pairs = default.items() if raw is None or raw.strip() == "" else _split_pairs(name, raw)
+    result: dict[str, Decimal] = {}
+    for key, value in pairs:
+        try:
+            result[key.strip().upper()] = Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not a decimal number") from exc
+    return result
+
+
+def _split_pairs(name: str, raw: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ImproperlyConfigured(f"{name} must look like KEY=VALUE,KEY=VALUE; got {item!r}")
+        key, value = item.split("=", 1)
+        pairs.append((key, value))
+    return pairs

@@ -1,0 +1,192 @@
+"""The payment resources' shapes on the wire, shared by the payment, payment-order and (later) checkout endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from babel import Locale
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail, ValidationError
+
+from api.serializers import PatternField, StrictSerializer
+from ledger.money import AmountError, format_amount, parse_amount
+from payments.models import OrderStatus, PaymentEvent, PaymentOrder
+from payments.services import BuyerInfo, NewOrder
+from wallets.models import SELLER_ACCOUNT_PATTERN
+
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+# ISO 3166-1 alpha-2 country codes, from the CLDR territory list minus its groupings (EU, UN, ...) and ZZ (unknown).
+COUNTRIES = frozenset(
+    code for code in Locale("en").territories if len(code) == 2 and code.isalpha()
+) - {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
+
+
+def _fail(message: str, code: str) -> ValidationError:
+    return ValidationError(ErrorDetail(message, code=code))
+
+
+@extend_schema_field({"type": "string", "format": "email"})
+class EmailField(serializers.Field):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or len(data) > 254:
+            raise _fail("Enter a valid email address.", "email_invalid")
+        try:
+            validate_email(data)
+        except DjangoValidationError:
+            raise _fail("Enter a valid email address.", "email_invalid") from None
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+@extend_schema_field({"type": "string", "pattern": "^[A-Z]{2}$", "example": "DE"})
+class CountryField(serializers.Field):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or data not in COUNTRIES:
+            raise _fail("An ISO 3166-1 alpha-2 country code in capitals, such as \"DE\".", "country_invalid")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+@extend_schema_field({"type": "string", "example": "EUR"})
+class CurrencyField(serializers.Field):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or data not in settings.PAYMENT_CURRENCIES:
+            supported = ", ".join(settings.PAYMENT_CURRENCIES)
+            raise _fail(f"The currency must be one of {supported}.", "currency_not_supported")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+@extend_schema_field({"type": "string", "pattern": r"^\d+(\.\d+)?$", "example": "19.99"})
+class AmountField(serializers.Field):
+    """A decimal string. A JSON number is refused, so no amount ever passes through a binary float."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise _fail("The amount must be a JSON string such as \"19.99\", not a number.", "amount_not_string")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+class BuyerInfoInput(StrictSerializer):
+    id = PatternField(pattern=ID_PATTERN, code="buyer_id_invalid",
+                      description="The storefront's buyer id: 1-64 letters, digits and _ . : -")
+    email = EmailField(required=False)
+    country = CountryField(required=False)
+
+
+class PaymentMethodInput(StrictSerializer):
+    token = PatternField(pattern=r"[A-Za-z0-9_]{1,255}", code="payment_method_token_invalid",
+                         description="A PSP payment method token such as pm_card_visa. Never card data.")
+
+
+class PaymentOrderInput(StrictSerializer):
+    payment_order_id = PatternField(
+        pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", code="payment_order_id_invalid",
+        description="Globally unique id of this order, 1-64 letters, digits, _ and -. The PSP's idempotency key.",
+    )
+    seller_account = PatternField(pattern=SELLER_ACCOUNT_PATTERN.strip("^$"), code="seller_account_invalid",
+                                  description="The seller's account id: 1-64 letters, digits and _ . : -")
+    amount = AmountField()
+    currency = CurrencyField()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        currency = attrs["currency"]
+        try:
+            attrs["amount"] = parse_amount(attrs["amount"], currency, maximum=settings.MAX_ORDER_AMOUNTS[currency])
+        except AmountError as exc:
+            raise ValidationError({"amount": [ErrorDetail(exc.message, code=exc.code)]}) from None
+        return attrs
+
+
+class PaymentOrderListInput(serializers.ListSerializer):
+    """1 to MAX_ORDERS_PER_PAYMENT orders, each payment_order_id once. The count is checked before any order."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, list):
+            if not data:
+                raise _fail("A payment needs at least one payment order.", "too_few_orders")
+            if len(data) > settings.MAX_ORDERS_PER_PAYMENT:
+                raise _fail(f"A payment holds at most {settings.MAX_ORDERS_PER_PAYMENT} orders.", "too_many_orders")
+        orders = super().to_internal_value(data)
+        seen: set[str] = set()
+        for index, order in enumerate(orders):
+            if order["payment_order_id"] in seen:
+                detail: list[Any] = [{} for _ in orders]
+                detail[index] = {"payment_order_id": [ErrorDetail(
+                    "Each payment_order_id may appear once in a payment.", code="duplicate_payment_order_id")]}
+                raise ValidationError(detail)
+            seen.add(order["payment_order_id"])
+        return orders
+
+
+class PaymentOrderItemInput(PaymentOrderInput):
+    class Meta:
+        list_serializer_class = PaymentOrderListInput
+
+
+class PaymentCreateInput(StrictSerializer):
+    checkout_id = PatternField(pattern=ID_PATTERN, code="checkout_id_invalid",
+                               description="The storefront's checkout id: 1-64 letters, digits and _ . : -")
+    buyer_info = BuyerInfoInput()
+    payment_method = PaymentMethodInput()
+    payment_orders = PaymentOrderItemInput(many=True)
+
+    def to_service_arguments(self) -> dict[str, Any]:
+        data = self.validated_data
+        return {
+            "checkout_id": data["checkout_id"],
+            "buyer": BuyerInfo(**data["buyer_info"]),
+            "payment_method_token": data["payment_method"]["token"],
+            "orders": [NewOrder(**order) for order in data["payment_orders"]],
+        }
+
+
+class PaymentOrderOutput(serializers.Serializer):
+    payment_order_id = serializers.CharField()
+    seller_account = serializers.CharField(source="seller_id")
+    amount = serializers.SerializerMethodField()
+    currency = serializers.CharField(source="amount_currency")
+    status = serializers.ChoiceField(choices=OrderStatus.choices)
+    failure_code = serializers.CharField(allow_null=True)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_amount(self, order: PaymentOrder) -> str:
+        return format_amount(order.amount.amount, str(order.amount_currency))
+
+    def to_representation(self, instance: PaymentOrder) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["failure_code"] = instance.failure_code or None
+        return data
+
+
+class PaymentOrderDetailOutput(PaymentOrderOutput):
+    payment_id = serializers.CharField(source="event.payment_id")
+
+
+class BuyerInfoOutput(serializers.Serializer):
+    id = serializers.CharField(source="buyer_id")
+    email = serializers.CharField(source="buyer_email")
+    country = serializers.CharField(source="buyer_country")
+
+
+class PaymentOutput(serializers.Serializer):
+    payment_id = serializers.CharField()
+    checkout_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=PaymentEvent.Status.choices, source="summary_status")
+    buyer_info = BuyerInfoOutput(source="*")
+    created_at = serializers.DateTimeField()
+    payment_orders = PaymentOrderOutput(many=True, source="orders.all")

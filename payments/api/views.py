@@ -1,0 +1,63 @@
+"""The storefront's payment endpoints: one view per operation, each calling one service or selector."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.idempotency import idempotent_post
+from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
+from payments.api.serializers import PaymentCreateInput, PaymentOrderDetailOutput, PaymentOutput
+from payments.selectors import payment_get, payment_order_get
+from payments.services import payment_create
+
+
+class PaymentCreateApi(APIView):
+    @extend_schema(
+        operation_id="payments_create",
+        summary="Create a payment",
+        description=(
+            "Stores the payment and one payment order per seller, each `NOT_STARTED`. Idempotent per "
+            "`Idempotency-Key`: a retry with the same key and body returns the first response again."
+        ),
+        parameters=[IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER],
+        request=PaymentCreateInput,
+        responses={
+            201: OpenApiResponse(PaymentOutput, description="Created, or the replay of an earlier creation."),
+            **error_responses(400, 401, 409, 415, 422),
+        },
+    )
+    def post(self, request: Request) -> HttpResponse:
+        return idempotent_post(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
+        serializer = PaymentCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = payment_create(client=request.auth, **serializer.to_service_arguments())
+        return Response(PaymentOutput(event).data, status=201)
+
+
+class PaymentDetailApi(APIView):
+    @extend_schema(
+        operation_id="payments_retrieve",
+        summary="Read a payment and its orders",
+        parameters=[OpenApiParameter("payment_id", str, OpenApiParameter.PATH)],
+        responses={200: PaymentOutput, **error_responses(401, 404)},
+    )
+    def get(self, request: Request, payment_id: str) -> Response:
+        return Response(PaymentOutput(payment_get(client=request.auth, payment_id=payment_id)).data)
+
+
+class PaymentOrderDetailApi(APIView):
+    @extend_schema(
+        operation_id="payment_orders_retrieve",
+        summary="Read one payment order",
+        parameters=[OpenApiParameter("payment_order_id", str, OpenApiParameter.PATH)],
+        responses={200: PaymentOrderDetailOutput, **error_responses(401, 404)},
+    )
+    def get(self, request: Request, payment_order_id: str) -> Response:
+        order = payment_order_get(client=request.auth, payment_order_id=payment_order_id)
+        return Response(PaymentOrderDetailOutput(order).data)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from api.errors import Conflict, NotFound
+
+
+class PaymentNotFound(NotFound):
+    default_message = "No payment with this id."
+
+
+class PaymentOrderNotFound(NotFound):
+    default_message = "No payment order with this id."
+
+
+class PaymentOrderIdTaken(Conflict):
+    """``payment_order_id`` is the PSP's idempotency key, so it may name one order, ever."""
+
+    default_code = "payment_order_id_taken"
+
+    def __init__(self, *, payment_order_id: str, index: int, payment_id: str | None) -> None:
+        if payment_id is not None:
+            message = f"payment_order_id {payment_order_id!r} already belongs to payment {payment_id}."
+        else:
+            # Another client's order: say it is taken without telling whose it is.
+            message = f"payment_order_id {payment_order_id!r} is already in use."
+        super().__init__(message, field=f"payment_orders[{index}].payment_order_id")
+        self.payment_id = payment_id

@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models.functions import Now
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from djmoney.models.fields import MoneyField
+
+from api.models import ApiClient
+from payments.ids import new_public_id
+from wallets.models import Seller
+
+
+def _new_payment_id() -> str:
+    return new_public_id("pay")
+
+
+class OrderStatus(models.TextChoices):
+    """DESIGN.md "Order states"."""
+
+    NOT_STARTED = "NOT_STARTED"
+    EXECUTING = "EXECUTING"
+    PENDING = "PENDING"  # the PSP is still working: 3-D Secure, review, asynchronous methods
+    UNKNOWN = "UNKNOWN"  # the request left and no answer came; settled by a retry with the same key or a lookup
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+
+
+# An order in one of these needs no more work from the executor; the payment is done when all its orders are here.
+FINAL_STATUSES = frozenset(
+    {OrderStatus.SUCCESS, OrderStatus.FAILED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}
+)
+
+
+_CHARGED = frozenset({OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+
+
+class PaymentEvent(models.Model):
+    """One checkout's payment: what the buyer pays, split into one payment order per seller (the seeds' payment_event)."""
+
+    class Status(models.TextChoices):
+        """Derived from the orders, never stored: the orders are the truth."""
+
+        IN_PROGRESS = "IN_PROGRESS"
+        SUCCEEDED = "SUCCEEDED"
+        PARTIALLY_SUCCEEDED = "PARTIALLY_SUCCEEDED"
+        FAILED = "FAILED"
+
+    payment_id = models.CharField(max_length=40, unique=True, default=_new_payment_id, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="payments")
+    checkout_id = models.CharField(max_length=64, db_index=True)
+    buyer_id = models.CharField(max_length=64, db_index=True)
+    buyer_email = models.EmailField(blank=True)
+    buyer_country = models.CharField(max_length=2, blank=True)
+    # A PSP payment method token (``pm_…``). Never card data: the API refuses anything card-like.
+    payment_method_token = models.CharField(max_length=255, blank=True)
+    is_done = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["client", "-created_at"], name="payment_client_created_idx")]
+
+    def __str__(self) -> str:
+        return self.payment_id
+
+    @property
+    def summary_status(self) -> str:
+        statuses = {order.status for order in self.orders.all()}
+        if not statuses <= FINAL_STATUSES:
+            return self.Status.IN_PROGRESS
+        if statuses <= _CHARGED:
+            return self.Status.SUCCEEDED
+        if statuses == {OrderStatus.FAILED}:
+            return self.Status.FAILED
+        return self.Status.PARTIALLY_SUCCEEDED
+
+
+class PaymentOrder(ConcurrentTransitionMixin, models.Model):
+    """The money owed to one seller within a payment, executed at the PSP on its own (the seeds' payment_order).
+
+    ``status`` changes only through the transitions below. The field is protected (assignment raises) and
+    ConcurrentTransitionMixin saves with ``WHERE status = <the status we read>``, so two workers cannot both move
+    the same order out of the same state.
+    """
+
+    payment_order_id = models.CharField(max_length=64, unique=True)
+    event = models.ForeignKey(PaymentEvent, on_delete=models.PROTECT, related_name="orders")
+    seller = models.ForeignKey(
+        Seller, on_delete=models.PROTECT, to_field="account", db_column="seller_account", related_name="+"
+    )
+    amount = MoneyField(max_digits=18, decimal_places=3)
+    status = FSMField(default=OrderStatus.NOT_STARTED, choices=OrderStatus.choices, protected=True, db_index=True)
+    # The PSP's id for the charge (``pi_…``) and, for the hosted page, its session token (``cs_…``).
+    psp_reference = models.CharField(max_length=255, blank=True, db_index=True)
+    psp_token = models.CharField(max_length=255, blank=True, db_index=True)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_order_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=OrderStatus.values), name="payment_order_status_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.payment_order_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The status and its log rows commit together: a transition is never saved without its history.
+        with transaction.atomic(savepoint=False):
+            super().save(*args, **kwargs)
+            pending: list[OrderTransition] = self.__dict__.pop("_pending_transitions", [])
+            if pending:
+                OrderTransition.objects.bulk_create(pending)
+
+    # --- Transitions: guards only, no I/O (STYLE.md "State machines"). Each takes the actor and a reason for the log.
+
+    @transition(field=status, source=OrderStatus.NOT_STARTED, target=OrderStatus.EXECUTING)
+    def start_execution(self, *, actor: str, reason: str = "") -> None:
+        """Committed before the PSP call, so a crash after it is visible to the recovery sweep."""
+
+    @transition(field=status, source=OrderStatus.EXECUTING, target=OrderStatus.UNKNOWN)
+    def mark_unknown(self, *, actor: str, reason: str = "") -> None:
+        """The request left and no answer came back."""
+
+    @transition(field=status, source=[OrderStatus.EXECUTING, OrderStatus.UNKNOWN], target=OrderStatus.PENDING)
+    def mark_pending(self, *, actor: str, reason: str = "") -> None:
+        """The PSP accepted the charge and finishes it later. From UNKNOWN too: a lookup may find it still working."""
+
+    @transition(
+        field=status,
+        source=[OrderStatus.EXECUTING, OrderStatus.PENDING, OrderStatus.UNKNOWN],
+        target=OrderStatus.SUCCESS,
+    )
+    def mark_success(self, *, actor: str, reason: str = "") -> None:
+        pass
+
+    @transition(
+        field=status,
+        source=[OrderStatus.EXECUTING, OrderStatus.PENDING, OrderStatus.UNKNOWN],
+        target=OrderStatus.FAILED,
+    )
+    def mark_failed(self, *, actor: str, reason: str = "", failure_code: str = "") -> None:
+        self.failure_code = failure_code
+        self.failure_reason = reason
+
+    @transition(
+        field=status,
+        source=[OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED],
+        target=OrderStatus.PARTIALLY_REFUNDED,
+    )
+    def refund_partially(self, *, actor: str, reason: str = "") -> None:
+        pass
+
+    @transition(
+        field=status, source=[OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED], target=OrderStatus.REFUNDED
+    )
+    def refund_fully(self, *, actor: str, reason: str = "") -> None:
+        pass
+
+
+class OrderTransition(models.Model):
+    """Append-only history of an order's status. Written by PaymentOrder.save for every transition it carries;
+    PostgreSQL refuses UPDATE and DELETE on it (migration 0002)."""
+
+    order = models.ForeignKey(PaymentOrder, on_delete=models.PROTECT, related_name="transitions")
+    from_status = models.CharField(max_length=32, choices=OrderStatus.choices)
+    to_status = models.CharField(max_length=32, choices=OrderStatus.choices)
+    transition = models.CharField(max_length=64)
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=100)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["order", "created_at"], name="order_transition_order_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status} → {self.to_status}"

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.db.models import Prefetch
+
+from api.models import ApiClient
+from payments.errors import PaymentNotFound, PaymentOrderNotFound
+from payments.models import PaymentEvent, PaymentOrder
+
+
+def payment_get(*, client: ApiClient, payment_id: str) -> PaymentEvent:
+    """The client's payment with its orders. Another client's payment does not exist, as far as this one knows."""
+    event = (
+        PaymentEvent.objects.filter(client=client, payment_id=payment_id)
+        .prefetch_related(Prefetch("orders", queryset=PaymentOrder.objects.order_by("pk")))
+        .first()
+    )
+    if event is None:
+        raise PaymentNotFound()
+    return event
+
+
+def payment_order_get(*, client: ApiClient, payment_order_id: str) -> PaymentOrder:
+    order = (
+        PaymentOrder.objects.filter(payment_order_id=payment_order_id, event__client=client)
+        .select_related("event")
+        .first()
+    )
+    if order is None:
+        raise PaymentOrderNotFound()
+    return order
