@@ -107,7 +107,10 @@ def _first_error(detail: Any, path: str) -> tuple[str, drf.ErrorDetail]:
                 continue
             if key == "non_field_errors":
                 return _first_error(value, path)
-            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, int):  # a list's errors keyed by index
+                child = f"{path}[{key}]"
+            else:
+                child = f"{path}.{key}" if path else str(key)
             return _first_error(value, child)
     if isinstance(detail, list):
         for index, value in enumerate(detail):

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from api.services import IssuedKey, api_client_create
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail the whole run at once, and say why, when PostgreSQL or Redis cannot be reached."""
+    db = settings.DATABASES["default"]
+    try:
+        psycopg.connect(
+            host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"], password=db["PASSWORD"] or None,
+            dbname="postgres", connect_timeout=5,
+        ).close()
+    except psycopg.Error as exc:
+        pytest.exit(f"PostgreSQL is unreachable at {db['HOST']}:{db['PORT']}: {exc}", returncode=3)
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis is unreachable at {settings.REDIS_URL}: {exc}", returncode=3)
+
+
+_sequence = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def payment_body(**overrides: Any) -> dict[str, Any]:
+    """A valid POST /v1/payments body with fresh payment_order_ids; keyword arguments replace top-level fields."""
+    n = next(_sequence)
+    body: dict[str, Any] = {
+        "checkout_id": f"chk_{n}",
+        "buyer_info": {"id": "buyer_42", "email": "ann@example.com", "country": "DE"},
+        "payment_method": {"token": "pm_card_visa"},
+        "payment_orders": [
+            {"payment_order_id": unique("po"), "seller_account": "seller_7", "amount": "19.99", "currency": "EUR"},
+            {"payment_order_id": unique("po"), "seller_account": "seller_9", "amount": "5.00", "currency": "EUR"},
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+def order(**overrides: Any) -> dict[str, Any]:
+    item = {"payment_order_id": unique("po"), "seller_account": "seller_7", "amount": "10.00", "currency": "EUR"}
+    item.update(overrides)
+    return item
+
+
+@pytest.fixture
+def issued_key(db: None) -> IssuedKey:
+    return api_client_create(name=unique("shop"))
+
+
+@pytest.fixture
+def make_api() -> Callable[[str | None], APIClient]:
+    def make(key: str | None) -> APIClient:
+        client = APIClient()
+        if key is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(issued_key: IssuedKey, make_api: Callable[[str | None], APIClient]) -> APIClient:
+    return make_api(issued_key.key)
+
+
+@pytest.fixture
+def post_payment(api: APIClient) -> Callable[..., Any]:
+    def post(body: Any, *, key: str | None = "auto", client: APIClient | None = None, raw: bytes | None = None) -> Any:
+        headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": unique("idem") if key == "auto" else key}
+        content = raw if raw is not None else json.dumps(body)
+        return (client or api).post("/v1/payments", data=content, content_type="application/json", **headers)
+
+    return post
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 15.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def row_counts() -> Callable[[], dict[str, int]]:
+    """Counts of every table a payment request may write, to prove that a refused request wrote nothing."""
+    from api.models import IdempotencyKey
+    from payments.models import OrderTransition, PaymentEvent, PaymentOrder
+    from wallets.models import Seller
+
+    def counts() -> dict[str, int]:
+        return {
+            model.__name__: model.objects.count()
+            for model in (PaymentEvent, PaymentOrder, OrderTransition, IdempotencyKey, Seller)
+        }
+
+    return counts
+
+
+@pytest.fixture
+def celery_worker_app() -> Iterator[Any]:
+    """The project's Celery app with a real worker thread consuming from Redis, on a database of its own."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    original = app.conf.broker_url
+    # Database 15 of the same Redis: a worker of a running `make run` never takes the tests' messages.
+    app.conf.broker_url = urlsplit(settings.REDIS_URL)._replace(path="/15").geturl()
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=["default", "maintenance"]):
+            yield app
+    finally:
+        app.conf.broker_url = original
