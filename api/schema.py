@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
@@ -45,6 +48,22 @@ REPLAYED_HEADER = OpenApiParameter(
     REPLAY_HEADER,
     str,
     OpenApiParameter.HEADER,
-    response=True,
+    response=[201],
     description="`true` when this is the stored response of an earlier request.",
 )
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "api.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"}
+
+
+class PatternFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "api.serializers.PatternField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        field = self.target
+        return {"type": "string", "pattern": f"^{field.pattern.pattern}$", "description": field.description}

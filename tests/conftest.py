@@ -22,8 +22,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     db = settings.DATABASES["default"]
     try:
         psycopg.connect(
-            host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"], password=db["PASSWORD"] or None,
-            dbname="postgres", connect_timeout=5,
+            host=db["HOST"] or None,
+            port=db["PORT"] or None,
+            user=db["USER"],
+            password=db["PASSWORD"] or None,
+            dbname="postgres",
+            connect_timeout=5,
         ).close()
     except psycopg.Error as exc:
         pytest.exit(f"PostgreSQL is unreachable at {db['HOST']}:{db['PORT']}: {exc}", returncode=3)

@@ -16,8 +16,13 @@ def test_minor_unit_exponent_follows_iso_4217(currency: str, exponent: int) -> N
 
 @pytest.mark.parametrize(
     ("text", "currency", "expected"),
-    [("19.99", "EUR", Decimal("19.99")), ("5", "EUR", Decimal("5")), ("1000", "JPY", Decimal("1000")),
-     ("1.005", "KWD", Decimal("1.005")), ("0.01", "EUR", Decimal("0.01"))],
+    [
+        ("19.99", "EUR", Decimal("19.99")),
+        ("5", "EUR", Decimal("5")),
+        ("1000", "JPY", Decimal("1000")),
+        ("1.005", "KWD", Decimal("1.005")),
+        ("0.01", "EUR", Decimal("0.01")),
+    ],
 )
 def test_valid_amounts_parse_exactly(text: str, currency: str, expected: Decimal) -> None:
     assert parse_amount(text, currency) == expected

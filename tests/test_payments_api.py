@@ -63,9 +63,7 @@ def test_created_payment_reads_back(api: APIClient, post_payment: Callable[..., 
 
 
 @pytest.mark.parametrize(("currency", "amount"), [("JPY", "1500"), ("KWD", "1.005"), ("EUR", "0.01")])
-def test_amounts_keep_the_currency_decimal_places(
-    post_payment: Callable[..., Any], currency: str, amount: str
-) -> None:
+def test_amounts_keep_the_currency_decimal_places(post_payment: Callable[..., Any], currency: str, amount: str) -> None:
     response = post_payment(payment_body(payment_orders=[order(amount=amount, currency=currency)]))
     assert response.status_code == 201, response.content
     assert response.json()["payment_orders"][0]["amount"] == amount
@@ -116,67 +114,169 @@ def test_revoked_key_is_refused(issued_key: IssuedKey, api: APIClient) -> None:
 # --- Input rules: each has its own code, names the field, and stores nothing. -------------------------------------
 
 INVALID_BODIES: list[tuple[str, Callable[[], dict[str, Any]], str, str | None]] = [
-    ("amount as a JSON number", lambda: payment_body(payment_orders=[order(amount=19.99)]),
-     "amount_not_string", "payment_orders[0].amount"),
-    ("amount as an integer", lambda: payment_body(payment_orders=[order(amount=20)]),
-     "amount_not_string", "payment_orders[0].amount"),
-    ("too many EUR decimals", lambda: payment_body(payment_orders=[order(amount="1.005")]),
-     "amount_precision_exceeded", "payment_orders[0].amount"),
-    ("decimals on JPY", lambda: payment_body(payment_orders=[order(amount="100.5", currency="JPY")]),
-     "amount_precision_exceeded", "payment_orders[0].amount"),
-    ("four KWD decimals", lambda: payment_body(payment_orders=[order(amount="1.0001", currency="KWD")]),
-     "amount_precision_exceeded", "payment_orders[0].amount"),
-    ("zero amount", lambda: payment_body(payment_orders=[order(amount="0.00")]),
-     "amount_not_positive", "payment_orders[0].amount"),
-    ("negative amount", lambda: payment_body(payment_orders=[order(amount="-5.00")]),
-     "amount_invalid", "payment_orders[0].amount"),
-    ("amount in exponent form", lambda: payment_body(payment_orders=[order(amount="1e2")]),
-     "amount_invalid", "payment_orders[0].amount"),
-    ("amount over the maximum", lambda: payment_body(payment_orders=[order(amount="100000.01")]),
-     "amount_too_large", "payment_orders[0].amount"),
-    ("unsupported currency", lambda: payment_body(payment_orders=[order(currency="XYZ")]),
-     "currency_not_supported", "payment_orders[0].currency"),
-    ("lower-case currency", lambda: payment_body(payment_orders=[order(currency="eur")]),
-     "currency_not_supported", "payment_orders[0].currency"),
+    (
+        "amount as a JSON number",
+        lambda: payment_body(payment_orders=[order(amount=19.99)]),
+        "amount_not_string",
+        "payment_orders[0].amount",
+    ),
+    (
+        "amount as an integer",
+        lambda: payment_body(payment_orders=[order(amount=20)]),
+        "amount_not_string",
+        "payment_orders[0].amount",
+    ),
+    (
+        "too many EUR decimals",
+        lambda: payment_body(payment_orders=[order(amount="1.005")]),
+        "amount_precision_exceeded",
+        "payment_orders[0].amount",
+    ),
+    (
+        "decimals on JPY",
+        lambda: payment_body(payment_orders=[order(amount="100.5", currency="JPY")]),
+        "amount_precision_exceeded",
+        "payment_orders[0].amount",
+    ),
+    (
+        "four KWD decimals",
+        lambda: payment_body(payment_orders=[order(amount="1.0001", currency="KWD")]),
+        "amount_precision_exceeded",
+        "payment_orders[0].amount",
+    ),
+    (
+        "zero amount",
+        lambda: payment_body(payment_orders=[order(amount="0.00")]),
+        "amount_not_positive",
+        "payment_orders[0].amount",
+    ),
+    (
+        "negative amount",
+        lambda: payment_body(payment_orders=[order(amount="-5.00")]),
+        "amount_invalid",
+        "payment_orders[0].amount",
+    ),
+    (
+        "amount in exponent form",
+        lambda: payment_body(payment_orders=[order(amount="1e2")]),
+        "amount_invalid",
+        "payment_orders[0].amount",
+    ),
+    (
+        "amount over the maximum",
+        lambda: payment_body(payment_orders=[order(amount="100000.01")]),
+        "amount_too_large",
+        "payment_orders[0].amount",
+    ),
+    (
+        "unsupported currency",
+        lambda: payment_body(payment_orders=[order(currency="XYZ")]),
+        "currency_not_supported",
+        "payment_orders[0].currency",
+    ),
+    (
+        "lower-case currency",
+        lambda: payment_body(payment_orders=[order(currency="eur")]),
+        "currency_not_supported",
+        "payment_orders[0].currency",
+    ),
     ("no orders", lambda: payment_body(payment_orders=[]), "too_few_orders", "payment_orders"),
-    ("51 orders", lambda: payment_body(payment_orders=[order() for _ in range(51)]),
-     "too_many_orders", "payment_orders"),
+    (
+        "51 orders",
+        lambda: payment_body(payment_orders=[order() for _ in range(51)]),
+        "too_many_orders",
+        "payment_orders",
+    ),
     ("orders not a list", lambda: payment_body(payment_orders={"a": 1}), "field_not_a_list", "payment_orders"),
-    ("same payment_order_id twice", lambda: payment_body(
-        payment_orders=[order(payment_order_id="po_twice"), order(payment_order_id="po_twice")]),
-     "duplicate_payment_order_id", "payment_orders[1].payment_order_id"),
-    ("bad payment_order_id", lambda: payment_body(payment_orders=[order(payment_order_id="po 1")]),
-     "payment_order_id_invalid", "payment_orders[0].payment_order_id"),
-    ("bad seller_account", lambda: payment_body(payment_orders=[order(seller_account="seller/7")]),
-     "seller_account_invalid", "payment_orders[0].seller_account"),
-    ("seller_account too long", lambda: payment_body(payment_orders=[order(seller_account="s" * 65)]),
-     "seller_account_invalid", "payment_orders[0].seller_account"),
+    (
+        "same payment_order_id twice",
+        lambda: payment_body(payment_orders=[order(payment_order_id="po_twice"), order(payment_order_id="po_twice")]),
+        "duplicate_payment_order_id",
+        "payment_orders[1].payment_order_id",
+    ),
+    (
+        "bad payment_order_id",
+        lambda: payment_body(payment_orders=[order(payment_order_id="po 1")]),
+        "payment_order_id_invalid",
+        "payment_orders[0].payment_order_id",
+    ),
+    (
+        "bad seller_account",
+        lambda: payment_body(payment_orders=[order(seller_account="seller/7")]),
+        "seller_account_invalid",
+        "payment_orders[0].seller_account",
+    ),
+    (
+        "seller_account too long",
+        lambda: payment_body(payment_orders=[order(seller_account="s" * 65)]),
+        "seller_account_invalid",
+        "payment_orders[0].seller_account",
+    ),
     ("bad buyer id", lambda: payment_body(buyer_info={"id": "buyer 42"}), "buyer_id_invalid", "buyer_info.id"),
     ("numeric buyer id", lambda: payment_body(buyer_info={"id": 42}), "buyer_id_invalid", "buyer_info.id"),
-    ("bad email", lambda: payment_body(buyer_info={"id": "b1", "email": "not-an-email"}),
-     "email_invalid", "buyer_info.email"),
-    ("bad country", lambda: payment_body(buyer_info={"id": "b1", "country": "XX"}),
-     "country_invalid", "buyer_info.country"),
+    (
+        "bad email",
+        lambda: payment_body(buyer_info={"id": "b1", "email": "not-an-email"}),
+        "email_invalid",
+        "buyer_info.email",
+    ),
+    (
+        "bad country",
+        lambda: payment_body(buyer_info={"id": "b1", "country": "XX"}),
+        "country_invalid",
+        "buyer_info.country",
+    ),
     ("bad checkout_id", lambda: payment_body(checkout_id="chk 1"), "checkout_id_invalid", "checkout_id"),
     ("empty checkout_id", lambda: payment_body(checkout_id=""), "checkout_id_invalid", "checkout_id"),
-    ("missing checkout_id", lambda: {k: v for k, v in payment_body().items() if k != "checkout_id"},
-     "field_required", "checkout_id"),
-    ("missing amount", lambda: payment_body(payment_orders=[{k: v for k, v in order().items() if k != "amount"}]),
-     "field_required", "payment_orders[0].amount"),
-    ("bad payment method token", lambda: payment_body(payment_method={"token": "pm card"}),
-     "payment_method_token_invalid", "payment_method.token"),
+    (
+        "missing checkout_id",
+        lambda: {k: v for k, v in payment_body().items() if k != "checkout_id"},
+        "field_required",
+        "checkout_id",
+    ),
+    (
+        "missing amount",
+        lambda: payment_body(payment_orders=[{k: v for k, v in order().items() if k != "amount"}]),
+        "field_required",
+        "payment_orders[0].amount",
+    ),
+    (
+        "bad payment method token",
+        lambda: payment_body(payment_method={"token": "pm card"}),
+        "payment_method_token_invalid",
+        "payment_method.token",
+    ),
     ("unknown top-level field", lambda: payment_body(coupon="X"), "unknown_field", "coupon"),
-    ("unknown nested field", lambda: payment_body(payment_method={"token": "pm_card_visa", "cvc": "123"}),
-     "unknown_field", "payment_method.cvc"),
-    ("unknown order field", lambda: payment_body(payment_orders=[order(fee="1.00")]),
-     "unknown_field", "payment_orders[0].fee"),
-    ("card number as token", lambda: payment_body(payment_method={"token": "4242424242424242"}),
-     "card_data_not_allowed", "payment_method.token"),
-    ("card number with spaces in an unknown field", lambda: payment_body(
-        payment_method={"token": "pm_card_visa", "number": "4242 4242 4242 4242"}),
-     "card_data_not_allowed", "payment_method.number"),
-    ("card number as a JSON number", lambda: payment_body(checkout_id=4000056655665556),
-     "card_data_not_allowed", "checkout_id"),
+    (
+        "unknown nested field",
+        lambda: payment_body(payment_method={"token": "pm_card_visa", "cvc": "123"}),
+        "unknown_field",
+        "payment_method.cvc",
+    ),
+    (
+        "unknown order field",
+        lambda: payment_body(payment_orders=[order(fee="1.00")]),
+        "unknown_field",
+        "payment_orders[0].fee",
+    ),
+    (
+        "card number as token",
+        lambda: payment_body(payment_method={"token": "4242424242424242"}),
+        "card_data_not_allowed",
+        "payment_method.token",
+    ),
+    (
+        "card number with spaces in an unknown field",
+        lambda: payment_body(payment_method={"token": "pm_card_visa", "number": "4242 4242 4242 4242"}),
+        "card_data_not_allowed",
+        "payment_method.number",
+    ),
+    (
+        "card number as a JSON number",
+        lambda: payment_body(checkout_id=4000056655665556),
+        "card_data_not_allowed",
+        "checkout_id",
+    ),
     ("body is a list", lambda: [payment_body()], "field_invalid", None),
 ]
 
@@ -207,8 +307,12 @@ def test_invalid_input_is_refused_with_its_code_and_stores_nothing(
 
 @pytest.mark.parametrize(
     ("raw", "code"),
-    [(b"{not json", "invalid_json"), (b"", "field_required"), (b'{"amount": NaN}', "invalid_json"),
-     (b'{"checkout_id": "a", "checkout_id": "b"}', "duplicate_key")],
+    [
+        (b"{not json", "invalid_json"),
+        (b"", "field_required"),
+        (b'{"amount": NaN}', "invalid_json"),
+        (b'{"checkout_id": "a", "checkout_id": "b"}', "duplicate_key"),
+    ],
 )
 def test_malformed_json_is_refused(
     post_payment: Callable[..., Any], row_counts: Callable[[], dict[str, int]], raw: bytes, code: str
@@ -221,8 +325,9 @@ def test_malformed_json_is_refused(
 
 
 def test_a_body_that_is_not_json_is_415(api: APIClient) -> None:
-    response = api.post("/v1/payments", data="a=b", content_type="application/x-www-form-urlencoded",
-                        HTTP_IDEMPOTENCY_KEY="k-form")
+    response = api.post(
+        "/v1/payments", data="a=b", content_type="application/x-www-form-urlencoded", HTTP_IDEMPOTENCY_KEY="k-form"
+    )
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "unsupported_media_type"
 

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from api.idempotency import idempotency_keys_purge, lock_id
+from api.models import IdempotencyKey
+from api.services import IssuedKey, api_client_create
+from payments.models import PaymentEvent
+from tests.conftest import order, payment_body, unique, wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+def test_same_key_and_body_replays_the_first_response(post_payment: Callable[..., Any]) -> None:
+    # given
+    body = payment_body()
+    first = post_payment(body, key="key-replay")
+
+    # when
+    second = post_payment(body, key="key-replay")
+
+    # then
+    assert first.status_code == second.status_code == 201
+    assert second.content == first.content
+    assert second["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert PaymentEvent.objects.count() == 1
+
+
+def test_same_body_with_other_whitespace_and_key_order_is_the_same_request(post_payment: Callable[..., Any]) -> None:
+    body = payment_body()
+    first = post_payment(body, key="key-canonical")
+    reordered = dict(reversed(list(body.items())))
+    second = post_payment(None, key="key-canonical", raw=("\n" + json.dumps(reordered, indent=2)).encode())
+    assert second.status_code == 201
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.content == first.content
+
+
+def test_same_key_with_other_body_is_rejected(post_payment: Callable[..., Any]) -> None:
+    post_payment(payment_body(), key="key-reused")
+
+    response = post_payment(payment_body(), key="key-reused")
+
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "idempotency_key_reused",
+        "message": response.json()["error"]["message"],
+        "field": "Idempotency-Key",
+    }
+    assert PaymentEvent.objects.count() == 1
+
+
+def test_missing_key_is_refused_and_stores_nothing(
+    post_payment: Callable[..., Any], row_counts: Callable[[], dict[str, int]]
+) -> None:
+    before = row_counts()
+    for key in (None, "", "   "):
+        response = post_payment(payment_body(), key=key)
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "idempotency_key_missing"
+        assert response.json()["error"]["field"] == "Idempotency-Key"
+    assert row_counts() == before
+
+
+def test_key_longer_than_255_characters_is_refused(post_payment: Callable[..., Any]) -> None:
+    assert post_payment(payment_body(), key="k" * 255).status_code == 201
+    response = post_payment(payment_body(), key="k" * 256)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "idempotency_key_too_long"
+
+
+def test_a_refused_request_stores_nothing_so_the_key_can_be_retried(
+    post_payment: Callable[..., Any], row_counts: Callable[[], dict[str, int]]
+) -> None:
+    # given a request refused by validation
+    before = row_counts()
+    refused = post_payment(payment_body(payment_orders=[order(amount="1.005")]), key="key-retry")
+    assert refused.status_code == 400
+    assert row_counts() == before
+
+    # when the client fixes the body and retries with the same key
+    accepted = post_payment(payment_body(), key="key-retry")
+
+    # then it is processed as a new request
+    assert accepted.status_code == 201
+    assert "Idempotent-Replayed" not in accepted
+
+
+def test_a_conflict_stores_nothing_either(post_payment: Callable[..., Any]) -> None:
+    taken = post_payment(payment_body()).json()["payment_orders"][0]["payment_order_id"]
+    conflicting = post_payment(payment_body(payment_orders=[order(payment_order_id=taken)]), key="key-409")
+    assert conflicting.status_code == 409
+
+    fixed = post_payment(payment_body(), key="key-409")
+
+    assert fixed.status_code == 201
+    assert "Idempotent-Replayed" not in fixed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_key_while_the_first_request_runs_is_409(issued_key: IssuedKey, post_payment: Callable[..., Any]) -> None:
+    # given another session holds the key's in-flight lock, as a running first request does
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"],
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+        autocommit=False,
+    ) as running:
+        running.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id(issued_key.client.pk, "key-busy")])
+
+        # when the same key arrives
+        response = post_payment(payment_body(), key="key-busy")
+
+        # then it is told to come back, and nothing is stored
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "idempotency_key_in_use"
+        assert not IdempotencyKey.objects.filter(key="key-busy").exists()
+        running.rollback()
+
+    # and once the first request is over, the key is free
+    assert post_payment(payment_body(), key="key-busy").status_code == 201
+
+
+def test_keys_are_scoped_per_client(
+    post_payment: Callable[..., Any], make_api: Callable[[str | None], APIClient]
+) -> None:
+    other = make_api(api_client_create(name=unique("other")).key)
+
+    mine = post_payment(payment_body(), key="shared-key")
+    theirs = post_payment(payment_body(), key="shared-key", client=other)
+
+    assert mine.status_code == theirs.status_code == 201
+    assert "Idempotent-Replayed" not in theirs
+    assert mine.json()["payment_id"] != theirs.json()["payment_id"]
+
+
+def test_a_key_expires_after_its_lifetime(post_payment: Callable[..., Any]) -> None:
+    # given a key used more than 24 hours ago
+    body = payment_body()
+    post_payment(body, key="key-old")
+    IdempotencyKey.objects.filter(key="key-old").update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    # when it is used again, for a new operation
+    response = post_payment(payment_body(), key="key-old")
+
+    # then it is a fresh request
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response
+    assert PaymentEvent.objects.count() == 2
+
+
+def test_keys_live_24_hours(post_payment: Callable[..., Any]) -> None:
+    post_payment(payment_body(), key="key-ttl")
+    stored = IdempotencyKey.objects.get(key="key-ttl")
+    assert stored.expires_at - stored.created_at == pytest.approx(timedelta(hours=24), abs=timedelta(seconds=5))
+
+
+def test_purge_removes_only_expired_keys(post_payment: Callable[..., Any]) -> None:
+    for key in ("k-expired-1", "k-expired-2", "k-live"):
+        post_payment(payment_body(), key=key)
+    IdempotencyKey.objects.filter(key__startswith="k-expired").update(expires_at=timezone.now() - timedelta(hours=1))
+
+    assert idempotency_keys_purge(batch_size=1) == 2
+
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["k-live"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_periodic_purge_task_runs_on_a_real_worker(
+    celery_worker_app: Any, post_payment: Callable[..., Any]
+) -> None:
+    # given an expired key and a live one
+    post_payment(payment_body(), key="k-task-expired")
+    post_payment(payment_body(), key="k-task-live")
+    IdempotencyKey.objects.filter(key="k-task-expired").update(expires_at=timezone.now() - timedelta(hours=1))
+
+    # when beat's entry fires (sent by name, through Redis, as beat sends it)
+    from config.schedule import BEAT_SCHEDULE
+
+    entry = BEAT_SCHEDULE["purge-expired-idempotency-keys"]
+    celery_worker_app.send_task(entry["task"], queue="maintenance")
+
+    # then the worker deletes the expired key only
+    wait_until(lambda: not IdempotencyKey.objects.filter(key="k-task-expired").exists())
+    assert IdempotencyKey.objects.filter(key="k-task-live").exists()

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import importlib
+import itertools
+from decimal import Decimal
+
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
+from djmoney.money import Money
+
+from api.services import IssuedKey
+from payments.models import OrderStatus, OrderTransition, PaymentEvent, PaymentOrder
+from tests.conftest import unique
+from wallets.services import sellers_ensure
+
+pytestmark = pytest.mark.django_db
+
+ALLOWED_EDGES = importlib.import_module("payments.migrations.0002_status_guards").ALLOWED_EDGES
+
+ACTOR = "test"
+TRANSITIONS = [
+    "start_execution",
+    "mark_unknown",
+    "mark_pending",
+    "mark_success",
+    "mark_failed",
+    "refund_partially",
+    "refund_fully",
+]
+# The shortest legal path from NOT_STARTED to each state, so a test reaches a state only through transitions.
+PATH_TO = {
+    OrderStatus.NOT_STARTED: [],
+    OrderStatus.EXECUTING: ["start_execution"],
+    OrderStatus.UNKNOWN: ["start_execution", "mark_unknown"],
+    OrderStatus.PENDING: ["start_execution", "mark_pending"],
+    OrderStatus.SUCCESS: ["start_execution", "mark_success"],
+    OrderStatus.FAILED: ["start_execution", "mark_failed"],
+    OrderStatus.PARTIALLY_REFUNDED: ["start_execution", "mark_success", "refund_partially"],
+    OrderStatus.REFUNDED: ["start_execution", "mark_success", "refund_fully"],
+}
+
+
+def _order(issued_key: IssuedKey) -> PaymentOrder:
+    event = PaymentEvent.objects.create(client=issued_key.client, checkout_id="chk", buyer_id="b")
+    sellers_ensure(accounts=["seller_7"])
+    return PaymentOrder.objects.create(
+        event=event, payment_order_id=unique("po"), seller_id="seller_7", amount=Money(Decimal("10.00"), "EUR")
+    )
+
+
+def _walk(order: PaymentOrder, status: str) -> PaymentOrder:
+    for name in PATH_TO[status]:
+        getattr(order, name)(actor=ACTOR, reason=f"to reach {status}")
+        order.save()
+    return order
+
+
+def _model_edges() -> set[tuple[str, str]]:
+    return {
+        (t.source, t.target)
+        for t in PaymentOrder().get_all_status_transitions()  # type: ignore[attr-defined]
+        if t.source != t.target
+    }
+
+
+def test_the_database_guard_knows_the_same_edges_as_the_model() -> None:
+    assert set(ALLOWED_EDGES) == _model_edges()
+
+
+def _illegal_moves() -> list[tuple[str, str]]:
+    legal = {(t.source, t.name) for t in PaymentOrder().get_all_status_transitions()}  # type: ignore[attr-defined]
+    return [move for move in itertools.product(OrderStatus.values, TRANSITIONS) if move not in legal]
+
+
+@pytest.mark.parametrize(("status", "name"), _illegal_moves())
+def test_every_illegal_transition_raises_and_writes_nothing(issued_key: IssuedKey, status: str, name: str) -> None:
+    # given an order brought to `status` through legal transitions
+    order = _walk(_order(issued_key), status)
+    logged = OrderTransition.objects.filter(order=order).count()
+
+    # when an illegal transition is attempted
+    with pytest.raises(TransitionNotAllowed):
+        getattr(order, name)(actor=ACTOR, reason="illegal")
+    order.save()
+
+    # then nothing changed, in memory or in the database
+    assert order.status == status
+    order.refresh_from_db()
+    assert order.status == status
+    assert OrderTransition.objects.filter(order=order).count() == logged
+
+
+@pytest.mark.parametrize("status", list(PATH_TO))
+def test_every_legal_path_is_logged_step_by_step(issued_key: IssuedKey, status: str) -> None:
+    order = _walk(_order(issued_key), status)
+
+    order.refresh_from_db()
+    log = list(
+        OrderTransition.objects.filter(order=order)
+        .order_by("pk")
+        .values_list("transition", "from_status", "to_status", "actor")
+    )
+
+    assert order.status == status
+    assert [entry[0] for entry in log] == PATH_TO[status]
+    assert all(entry[3] == ACTOR for entry in log)
+    statuses = [OrderStatus.NOT_STARTED] + [entry[2] for entry in log]
+    assert [entry[1] for entry in log] == statuses[:-1]
+    assert statuses[-1] == status
+
+
+def test_failure_keeps_its_code_and_reason(issued_key: IssuedKey) -> None:
+    order = _walk(_order(issued_key), OrderStatus.EXECUTING)
+    order.mark_failed(actor=ACTOR, reason="Your card was declined.", failure_code="card_declined")
+    order.save()
+    order.refresh_from_db()
+    assert (order.status, order.failure_code, order.failure_reason) == (
+        OrderStatus.FAILED,
+        "card_declined",
+        "Your card was declined.",
+    )
+    assert OrderTransition.objects.get(order=order, to_status=OrderStatus.FAILED).reason == "Your card was declined."
+
+
+def test_status_cannot_be_assigned(issued_key: IssuedKey) -> None:
+    order = _order(issued_key)
+    with pytest.raises(AttributeError):
+        order.status = OrderStatus.SUCCESS  # type: ignore[assignment]
+
+
+def test_two_copies_of_one_order_cannot_both_leave_the_same_state(issued_key: IssuedKey) -> None:
+    # given two workers that loaded the same NOT_STARTED order
+    order = _order(issued_key)
+    first, second = PaymentOrder.objects.get(pk=order.pk), PaymentOrder.objects.get(pk=order.pk)
+    first.start_execution(actor="worker-1")
+    first.save()
+
+    # when the second, unaware, makes the same move
+    second.start_execution(actor="worker-2")
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        second.save()
+
+    # then only the first one's move is recorded
+    assert list(OrderTransition.objects.filter(order=order).values_list("actor", flat=True)) == ["worker-1"]
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.permutations(OrderStatus.values, 2)))
+def test_the_database_refuses_a_raw_update_off_the_state_machine(
+    issued_key: IssuedKey, source: str, target: str
+) -> None:
+    # given an order in `source`, put there by raw SQL (inserts are not guarded; updates are)
+    order = _order(issued_key)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM payments_paymentorder WHERE id = %s", [order.pk])
+        cursor.execute(
+            "INSERT INTO payments_paymentorder (id, payment_order_id, event_id, seller_account, amount,"
+            " amount_currency, status, psp_reference, psp_token, failure_code, failure_reason, attempts, updated_at)"
+            " VALUES (%s, %s, %s, 'seller_7', 1, 'EUR', %s, '', '', '', '', 0, now())",
+            [order.pk, order.payment_order_id, order.event_id, source],
+        )
+
+    # when raw SQL moves it to `target`
+    def move() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE payments_paymentorder SET status = %s WHERE id = %s", [target, order.pk])
+
+    # then PostgreSQL allows exactly the state machine's edges
+    if (source, target) in ALLOWED_EDGES:
+        move()
+    else:
+        with pytest.raises(IntegrityError, match="not a transition of the order state machine"):
+            move()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE payments_ordertransition SET reason = 'rewritten'",
+        "DELETE FROM payments_ordertransition",
+    ],
+)
+def test_the_transition_log_is_append_only(issued_key: IssuedKey, statement: str) -> None:
+    _walk(_order(issued_key), OrderStatus.SUCCESS)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
+    assert OrderTransition.objects.filter(reason="rewritten").count() == 0
+    assert OrderTransition.objects.count() == 2
