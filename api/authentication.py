@@ -35,6 +35,14 @@ class ApiKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+def client_of(request: Request) -> ApiClient:
+    """The API client behind an authenticated request (IsApiClient has already refused any other)."""
+    client = request.auth
+    if not isinstance(client, ApiClient):
+        raise AuthenticationFailed("Authentication credentials were not provided.")
+    return client
+
+
 class IsApiClient(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         return isinstance(request.auth, ApiClient)

@@ -89,8 +89,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # RFC 6750: a 401 names the scheme the client should use.
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
         return Response(error_body("authentication_failed", str(exc.detail)), status=401, headers=headers)
-    if isinstance(exc, drf.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait))
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, drf.Throttled) and wait is not None:
+        headers["Retry-After"] = str(int(wait))
     if isinstance(exc, drf.ParseError):
         return Response(error_body("invalid_json", str(exc.detail)), status=400)
     if isinstance(exc, drf.APIException):
@@ -107,11 +108,7 @@ def _first_error(detail: Any, path: str) -> tuple[str, drf.ErrorDetail]:
                 continue
             if key == "non_field_errors":
                 return _first_error(value, path)
-            if isinstance(key, int):  # a list's errors keyed by index
-                child = f"{path}[{key}]"
-            else:
-                child = f"{path}.{key}" if path else str(key)
-            return _first_error(value, child)
+            return _first_error(value, _child_path(path, key))
     if isinstance(detail, list):
         for index, value in enumerate(detail):
             if not value:
@@ -122,3 +119,9 @@ def _first_error(detail: Any, path: str) -> tuple[str, drf.ErrorDetail]:
     if isinstance(detail, drf.ErrorDetail):
         return path, detail
     return path, drf.ErrorDetail(str(detail), code="field_invalid")
+
+
+def _child_path(path: str, key: Any) -> str:
+    if isinstance(key, int):  # a list serializer's errors, keyed by index
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)

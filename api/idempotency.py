@@ -21,14 +21,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 from django.http import HttpResponse
+from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api.authentication import client_of
 from api.errors import Conflict, InvalidInput, Unprocessable
-from api.models import ApiClient, IdempotencyKey
+from api.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -41,7 +42,7 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
     ``handler`` runs inside the transaction opened here, so the services it calls join it (they open nested,
     non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising rolls everything back.
     """
-    client: ApiClient = request.auth
+    client = client_of(request)
     key = _read_key(request)
     fingerprint = _fingerprint(request)
     with transaction.atomic(durable=True):

@@ -22,8 +22,12 @@ class GuardedJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read() if stream is not None else b""
         try:
-            data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant,
-                              object_pairs_hook=_unique_keys)
+            data = json.loads(
+                raw.decode("utf-8"),
+                parse_float=Decimal,
+                parse_constant=_refuse_constant,
+                object_pairs_hook=_unique_keys,
+            )
         except (UnicodeDecodeError, ValueError) as exc:
             if isinstance(exc, InvalidInput):
                 raise

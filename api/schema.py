@@ -36,6 +36,7 @@ _DESCRIPTIONS = {
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     return {status: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]) for status in statuses}
 
+
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     HEADER,
     str,

@@ -115,7 +115,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 
 # --- Money ----------------------------------------------------------------------------------------------------------
-PAYMENT_CURRENCIES = [code.upper() for code in env_list("PAYMENT_CURRENCIES", ["EUR", "USD", "GBP", "CHF", "JPY", "KWD"])]
+PAYMENT_CURRENCIES = [
+    code.upper() for code in env_list("PAYMENT_CURRENCIES", ["EUR", "USD", "GBP", "CHF", "JPY", "KWD"])
+]
 # The largest amount one payment order may carry, in major units of its currency.
 MAX_ORDER_AMOUNTS = env_decimal_map(
     "MAX_ORDER_AMOUNTS",
@@ -162,7 +164,7 @@ STRIPE_SANDBOX_PORT = env_int("STRIPE_SANDBOX_PORT", 8100)
 STRIPE_API_KEY = env_str("STRIPE_API_KEY", "")
 STRIPE_USES_SANDBOX = STRIPE_API_KEY == ""
 if STRIPE_USES_SANDBOX:
-    STRIPE_API_KEY = "sk_test_sandbox"  # noqa: S105 - the sandbox's own key, never a real one
+    STRIPE_API_KEY = "sk_test_sandbox"
 # Unset with a real key: stripe-python's own default (api.stripe.com). Unset without one: the sandbox.
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", f"http://127.0.0.1:{STRIPE_SANDBOX_PORT}" if STRIPE_USES_SANDBOX else "")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_sandbox" if STRIPE_USES_SANDBOX else "")

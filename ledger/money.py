@@ -37,7 +37,7 @@ def parse_amount(text: str, currency: str, *, maximum: Decimal | None = None) ->
     """A positive amount written in major units (``"19.99"``), exact to the currency's minor unit."""
     match = _AMOUNT.fullmatch(text)
     if match is None:
-        raise AmountError("amount_invalid", "An amount is a decimal string such as \"19.99\": digits, one optional point.")
+        raise AmountError("amount_invalid", 'An amount is a decimal string such as "19.99": digits and one point.')
     decimals = match.group(2) or ""
     exponent = minor_unit_exponent(currency)
     if len(decimals) > exponent:
@@ -50,7 +50,8 @@ def parse_amount(text: str, currency: str, *, maximum: Decimal | None = None) ->
     if amount <= 0:
         raise AmountError("amount_not_positive", "The amount must be greater than zero.")
     if maximum is not None and amount > maximum:
-        raise AmountError("amount_too_large", f"The amount may not exceed {format_amount(maximum, currency)} {currency}.")
+        limit = format_amount(maximum, currency)
+        raise AmountError("amount_too_large", f"The amount may not exceed {limit} {currency}.")
     return amount
 
 

@@ -39,7 +39,7 @@ _CHARGED = frozenset({OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED, Order
 
 
 class PaymentEvent(models.Model):
-    """One checkout's payment: what the buyer pays, split into one payment order per seller (the seeds' payment_event)."""
+    """One checkout's payment, split into one payment order per seller (the seeds' payment_event)."""
 
     class Status(models.TextChoices):
         """Derived from the orders, never stored: the orders are the truth."""
@@ -104,6 +104,8 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = models.Manager()
+
     class Meta:
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_order_amount_positive"),
@@ -115,10 +117,6 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
     def __str__(self) -> str:
         return self.payment_order_id
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         # The status and its log rows commit together: a transition is never saved without its history.
         with transaction.atomic(savepoint=False):
@@ -126,6 +124,10 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
             pending: list[OrderTransition] = self.__dict__.pop("_pending_transitions", [])
             if pending:
                 OrderTransition.objects.bulk_create(pending)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
 
     # --- Transitions: guards only, no I/O (STYLE.md "State machines"). Each takes the actor and a reason for the log.
 
@@ -166,9 +168,7 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
     def refund_partially(self, *, actor: str, reason: str = "") -> None:
         pass
 
-    @transition(
-        field=status, source=[OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED], target=OrderStatus.REFUNDED
-    )
+    @transition(field=status, source=[OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED], target=OrderStatus.REFUNDED)
     def refund_fully(self, *, actor: str, reason: str = "") -> None:
         pass
 

@@ -16,8 +16,15 @@ from payments.models import OrderTransition, PaymentOrder
 
 
 @receiver(post_transition, sender=PaymentOrder, dispatch_uid="payments.order_transition_log")
-def queue_transition_log(sender: type[PaymentOrder], instance: PaymentOrder, name: str, source: str, target: str,
-                         method_kwargs: dict[str, Any], **kwargs: Any) -> None:
+def queue_transition_log(
+    sender: type[PaymentOrder],
+    instance: PaymentOrder,
+    name: str,
+    source: str,
+    target: str,
+    method_kwargs: dict[str, Any],
+    **kwargs: Any,
+) -> None:
     instance.__dict__.setdefault("_pending_transitions", []).append(
         OrderTransition(
             order=instance,

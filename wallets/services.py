@@ -10,6 +10,4 @@ def sellers_ensure(*, accounts: Iterable[str]) -> None:
 
     Sorted, so that two payments naming the same new sellers insert them in the same order and cannot deadlock.
     """
-    Seller.objects.bulk_create(
-        [Seller(account=account) for account in sorted(set(accounts))], ignore_conflicts=True
-    )
+    Seller.objects.bulk_create([Seller(account=account) for account in sorted(set(accounts))], ignore_conflicts=True)

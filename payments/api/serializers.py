@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from babel import Locale
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from djmoney.money import Money
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -21,9 +22,15 @@ from wallets.models import SELLER_ACCOUNT_PATTERN
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 # ISO 3166-1 alpha-2 country codes, from the CLDR territory list minus its groupings (EU, UN, ...) and ZZ (unknown).
-COUNTRIES = frozenset(
-    code for code in Locale("en").territories if len(code) == 2 and code.isalpha()
-) - {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
+COUNTRIES = frozenset(str(code) for code in Locale("en").territories if len(str(code)) == 2 and str(code).isalpha()) - {
+    "EU",
+    "EZ",
+    "UN",
+    "QO",
+    "XA",
+    "XB",
+    "ZZ",
+}
 
 
 def _fail(message: str, code: str) -> ValidationError:
@@ -49,7 +56,7 @@ class EmailField(serializers.Field):
 class CountryField(serializers.Field):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str) or data not in COUNTRIES:
-            raise _fail("An ISO 3166-1 alpha-2 country code in capitals, such as \"DE\".", "country_invalid")
+            raise _fail('An ISO 3166-1 alpha-2 country code in capitals, such as "DE".', "country_invalid")
         return data
 
     def to_representation(self, value: Any) -> str:
@@ -74,7 +81,7 @@ class AmountField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
-            raise _fail("The amount must be a JSON string such as \"19.99\", not a number.", "amount_not_string")
+            raise _fail('The amount must be a JSON string such as "19.99", not a number.', "amount_not_string")
         return data
 
     def to_representation(self, value: Any) -> str:
@@ -82,24 +89,34 @@ class AmountField(serializers.Field):
 
 
 class BuyerInfoInput(StrictSerializer):
-    id = PatternField(pattern=ID_PATTERN, code="buyer_id_invalid",
-                      description="The storefront's buyer id: 1-64 letters, digits and _ . : -")
+    id = PatternField(
+        pattern=ID_PATTERN,
+        code="buyer_id_invalid",
+        description="The storefront's buyer id: 1-64 letters, digits and _ . : -",
+    )
     email = EmailField(required=False)
     country = CountryField(required=False)
 
 
 class PaymentMethodInput(StrictSerializer):
-    token = PatternField(pattern=r"[A-Za-z0-9_]{1,255}", code="payment_method_token_invalid",
-                         description="A PSP payment method token such as pm_card_visa. Never card data.")
+    token = PatternField(
+        pattern=r"[A-Za-z0-9_]{1,255}",
+        code="payment_method_token_invalid",
+        description="A PSP payment method token such as pm_card_visa. Never card data.",
+    )
 
 
 class PaymentOrderInput(StrictSerializer):
     payment_order_id = PatternField(
-        pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", code="payment_order_id_invalid",
+        pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
+        code="payment_order_id_invalid",
         description="Globally unique id of this order, 1-64 letters, digits, _ and -. The PSP's idempotency key.",
     )
-    seller_account = PatternField(pattern=SELLER_ACCOUNT_PATTERN.strip("^$"), code="seller_account_invalid",
-                                  description="The seller's account id: 1-64 letters, digits and _ . : -")
+    seller_account = PatternField(
+        pattern=SELLER_ACCOUNT_PATTERN.strip("^$"),
+        code="seller_account_invalid",
+        description="The seller's account id: 1-64 letters, digits and _ . : -",
+    )
     amount = AmountField()
     currency = CurrencyField()
 
@@ -126,8 +143,13 @@ class PaymentOrderListInput(serializers.ListSerializer):
         for index, order in enumerate(orders):
             if order["payment_order_id"] in seen:
                 detail: list[Any] = [{} for _ in orders]
-                detail[index] = {"payment_order_id": [ErrorDetail(
-                    "Each payment_order_id may appear once in a payment.", code="duplicate_payment_order_id")]}
+                detail[index] = {
+                    "payment_order_id": [
+                        ErrorDetail(
+                            "Each payment_order_id may appear once in a payment.", code="duplicate_payment_order_id"
+                        )
+                    ]
+                }
                 raise ValidationError(detail)
             seen.add(order["payment_order_id"])
         return orders
@@ -139,8 +161,11 @@ class PaymentOrderItemInput(PaymentOrderInput):
 
 
 class PaymentCreateInput(StrictSerializer):
-    checkout_id = PatternField(pattern=ID_PATTERN, code="checkout_id_invalid",
-                               description="The storefront's checkout id: 1-64 letters, digits and _ . : -")
+    checkout_id = PatternField(
+        pattern=ID_PATTERN,
+        code="checkout_id_invalid",
+        description="The storefront's checkout id: 1-64 letters, digits and _ . : -",
+    )
     buyer_info = BuyerInfoInput()
     payment_method = PaymentMethodInput()
     payment_orders = PaymentOrderItemInput(many=True)
@@ -165,7 +190,8 @@ class PaymentOrderOutput(serializers.Serializer):
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_amount(self, order: PaymentOrder) -> str:
-        return format_amount(order.amount.amount, str(order.amount_currency))
+        money = cast(Money, order.amount)
+        return format_amount(money.amount, money.currency.code)
 
     def to_representation(self, instance: PaymentOrder) -> dict[str, Any]:
         data = super().to_representation(instance)

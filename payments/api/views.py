@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.authentication import client_of
 from api.idempotency import idempotent_post
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
 from payments.api.serializers import PaymentCreateInput, PaymentOrderDetailOutput, PaymentOutput
@@ -36,7 +37,7 @@ class PaymentCreateApi(APIView):
     def _create(self, request: Request) -> Response:
         serializer = PaymentCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        event = payment_create(client=request.auth, **serializer.to_service_arguments())
+        event = payment_create(client=client_of(request), **serializer.to_service_arguments())
         return Response(PaymentOutput(event).data, status=201)
 
 
@@ -48,7 +49,7 @@ class PaymentDetailApi(APIView):
         responses={200: PaymentOutput, **error_responses(401, 404)},
     )
     def get(self, request: Request, payment_id: str) -> Response:
-        return Response(PaymentOutput(payment_get(client=request.auth, payment_id=payment_id)).data)
+        return Response(PaymentOutput(payment_get(client=client_of(request), payment_id=payment_id)).data)
 
 
 class PaymentOrderDetailApi(APIView):
@@ -59,5 +60,5 @@ class PaymentOrderDetailApi(APIView):
         responses={200: PaymentOrderDetailOutput, **error_responses(401, 404)},
     )
     def get(self, request: Request, payment_order_id: str) -> Response:
-        order = payment_order_get(client=request.auth, payment_order_id=payment_order_id)
+        order = payment_order_get(client=client_of(request), payment_order_id=payment_order_id)
         return Response(PaymentOrderDetailOutput(order).data)

@@ -1,0 +1,74 @@
+"""Payments in the finance console. Read-only: every change to a payment goes through a service, never a form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from payments.models import OrderTransition, PaymentEvent, PaymentOrder
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    show_full_result_count = False  # no COUNT(*) over the whole table on every page
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PaymentOrderInline(ReadOnlyInline):
+    model = PaymentOrder
+    fields = readonly_fields = (
+        "payment_order_id",
+        "seller",
+        "amount",
+        "status",
+        "psp_reference",
+        "failure_code",
+        "attempts",
+    )
+
+
+class OrderTransitionInline(ReadOnlyInline):
+    model = OrderTransition
+    fields = readonly_fields = ("created_at", "from_status", "to_status", "transition", "actor", "reason")
+    ordering = ["pk"]
+    show_change_link = False
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(ReadOnlyAdmin):
+    list_display = ["payment_id", "checkout_id", "buyer_id", "client", "is_done", "created_at"]
+    list_filter = ["is_done", "client"]
+    list_select_related = ["client"]
+    search_fields = ["=payment_id", "=checkout_id", "=buyer_id", "=orders__payment_order_id"]
+    date_hierarchy = "created_at"
+    inlines = [PaymentOrderInline]
+
+
+@admin.register(PaymentOrder)
+class PaymentOrderAdmin(ReadOnlyAdmin):
+    list_display = ["payment_order_id", "event", "seller", "amount", "status", "failure_code", "created_at"]
+    list_filter = ["status", "amount_currency"]
+    list_select_related = ["event"]
+    search_fields = ["=payment_order_id", "=event__payment_id", "=psp_reference", "=psp_token", "=seller__account"]
+    inlines = [OrderTransitionInline]
