@@ -10,3 +10,6 @@ urlpatterns = [
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
+
+handler404 = "api.fallbacks.not_found"
+handler500 = "api.fallbacks.server_error"

@@ -69,3 +69,9 @@ def test_create_api_client_refuses_a_duplicate_name() -> None:
     call_command("create_api_client", "dup-shop", stdout=StringIO())
     with pytest.raises(Exception, match="already exists"):
         call_command("create_api_client", "dup-shop", stdout=StringIO())
+
+
+def test_an_unknown_api_path_answers_in_the_error_shape() -> None:
+    response = Client().get("/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from payments.models import PaymentEvent, PaymentOrder
+from tests.conftest import payment_body
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(db: None) -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("fin", "fin@example.com", "pw-for-tests-only"))
+    return client
+
+
+def test_a_payment_is_found_by_any_of_its_ids_and_shows_its_orders(
+    staff: Client, post_payment: Callable[..., Any]
+) -> None:
+    created = post_payment(payment_body()).json()
+    event = PaymentEvent.objects.get(payment_id=created["payment_id"])
+    order_id = created["payment_orders"][0]["payment_order_id"]
+
+    for term in (created["payment_id"], created["checkout_id"], order_id):
+        page = staff.get("/admin/payments/paymentevent/", {"q": term})
+        assert page.status_code == 200
+        assert created["payment_id"] in page.content.decode()
+
+    detail = staff.get(f"/admin/payments/paymentevent/{event.pk}/change/")
+    assert detail.status_code == 200
+    assert order_id in detail.content.decode()
+
+
+def test_orders_are_read_only_and_show_their_transitions(staff: Client, post_payment: Callable[..., Any]) -> None:
+    created = post_payment(payment_body()).json()
+    order = PaymentOrder.objects.get(payment_order_id=created["payment_orders"][0]["payment_order_id"])
+    order.start_execution(actor="test", reason="shown in the admin")
+    order.save()
+
+    page = staff.get(f"/admin/payments/paymentorder/{order.pk}/change/")
+    posted = staff.post(f"/admin/payments/paymentorder/{order.pk}/change/", {"failure_code": "edited"})
+
+    assert page.status_code == 200
+    assert "shown in the admin" in page.content.decode()
+    assert posted.status_code == 403
+    order.refresh_from_db()
+    assert order.failure_code == ""
+    assert staff.get("/admin/payments/paymentorder/add/").status_code == 403
