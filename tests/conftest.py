@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from rest_framework.test import APIClient
 
 from api.services import IssuedKey, api_client_create
@@ -19,22 +20,23 @@ from api.services import IssuedKey, api_client_create
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Fail the whole run at once, and say why, when PostgreSQL or Redis cannot be reached."""
-    db = settings.DATABASES["default"]
     try:
-        psycopg.connect(
-            host=db["HOST"] or None,
-            port=db["PORT"] or None,
-            user=db["USER"],
-            password=db["PASSWORD"] or None,
-            dbname="postgres",
-            connect_timeout=5,
-        ).close()
+        psycopg.connect(**pg_params(dbname="postgres"), connect_timeout=5).close()
     except psycopg.Error as exc:
-        pytest.exit(f"PostgreSQL is unreachable at {db['HOST']}:{db['PORT']}: {exc}", returncode=3)
+        pytest.exit(f"PostgreSQL is unreachable: {exc}", returncode=3)
     try:
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
         pytest.exit(f"Redis is unreachable at {settings.REDIS_URL}: {exc}", returncode=3)
+
+
+def pg_params(**overrides: Any) -> dict[str, Any]:
+    """psycopg connection parameters of the configured database, for a session of a test's own beside Django's."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.update(overrides)
+    return params
 
 
 _sequence = itertools.count(1)

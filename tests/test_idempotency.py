@@ -7,7 +7,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -15,7 +14,7 @@ from api.idempotency import idempotency_keys_purge, lock_id
 from api.models import IdempotencyKey
 from api.services import IssuedKey, api_client_create
 from payments.models import PaymentEvent
-from tests.conftest import order, payment_body, unique, wait_until
+from tests.conftest import order, payment_body, pg_params, unique, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -110,15 +109,7 @@ def test_a_conflict_stores_nothing_either(post_payment: Callable[..., Any]) -> N
 @pytest.mark.django_db(transaction=True)
 def test_same_key_while_the_first_request_runs_is_409(issued_key: IssuedKey, post_payment: Callable[..., Any]) -> None:
     # given another session holds the key's in-flight lock, as a running first request does
-    db = settings.DATABASES["default"]
-    with psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"],
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname=db["NAME"],
-        autocommit=False,
-    ) as running:
+    with psycopg.connect(**pg_params(), autocommit=False) as running:
         running.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id(issued_key.client.pk, "key-busy")])
 
         # when the same key arrives
