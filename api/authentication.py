@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.conf import settings
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
@@ -9,6 +11,26 @@ from rest_framework.request import Request
 
 from api.models import ApiClient
 from api.services import hash_api_key
+
+# Every request authenticates, and the lookup was an eighth of a payment's cost. Keys are looked up at most once per
+# API_KEY_CACHE_SECONDS per process, so a revoked key stops working within that time everywhere.
+_clients_by_hash: dict[str, tuple[float, ApiClient]] = {}
+_CACHE_LIMIT = 10_000
+
+
+def _active_client(key_hash: str) -> ApiClient | None:
+    now = time.monotonic()
+    cached = _clients_by_hash.get(key_hash)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    client = ApiClient.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
+    if client is not None:
+        if len(_clients_by_hash) >= _CACHE_LIMIT:
+            _clients_by_hash.clear()
+        _clients_by_hash[key_hash] = (now + settings.API_KEY_CACHE_SECONDS, client)
+    else:
+        _clients_by_hash.pop(key_hash, None)
+    return client
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -26,7 +48,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             key = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise AuthenticationFailed("Invalid API key.") from None
-        client = ApiClient.objects.filter(key_hash=hash_api_key(key), revoked_at__isnull=True).first()
+        client = _active_client(hash_api_key(key))
         if client is None:
             raise AuthenticationFailed("Invalid API key.")
         return client, client

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -45,16 +44,20 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
     client = client_of(request)
     key = _read_key(request)
     fingerprint = _fingerprint(request)
-    with transaction.atomic(durable=True):
-        locked = _try_lock(client.pk, key)
-        stored = IdempotencyKey.objects.filter(client=client, key=key).first()
-        if stored is not None and stored.expires_at <= timezone.now():
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        # Two statements, in this order: the SELECT must take its snapshot after the lock is ours, or it could miss
+        # the row of a first request that committed (and let go of the lock) while the statement was starting.
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client.pk, key)])
+        locked = bool(cursor.fetchone()[0])
+        cursor.execute(_SELECT_STORED, [client.pk, key])
+        stored = cursor.fetchone()
+        if stored is not None and stored[3] <= timezone.now():
             # Past its lifetime the key means nothing. Whoever holds its lock removes it, so that races with nobody.
             if locked:
-                stored.delete()
+                cursor.execute(_DELETE_STORED, [client.pk, key])
             stored = None
         if stored is not None:
-            return _replay(stored, fingerprint)
+            return _replay(fingerprint, *stored[:3])
         if not locked:
             raise Conflict(
                 "A request with this Idempotency-Key is still being processed. Retry after it finishes.",
@@ -66,18 +69,34 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
             # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
             transaction.set_rollback(True)
             return response
-        # Rendered here and stored as bytes, so the first answer and every replay are the same bytes.
+        # Rendered here and stored as text, so the first answer and every replay are the same bytes.
         body = JSONRenderer().render(response.data).decode()
-        IdempotencyKey.objects.create(
-            client=client,
-            key=key,
-            request_fingerprint=fingerprint,
-            request_path=request.path[:255],
-            response_status=response.status_code,
-            response_body=body,
-            expires_at=timezone.now() + timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS),
+        cursor.execute(
+            _INSERT_STORED,
+            [
+                client.pk,
+                key,
+                fingerprint,
+                request.path[:255],
+                response.status_code,
+                body,
+                settings.IDEMPOTENCY_KEY_TTL_HOURS,
+            ],
         )
     return _json_response(body, response.status_code)
+
+
+# Raw statements: this runs on every POST, and the ORM's query building cost more than the queries themselves.
+_SELECT_STORED = (
+    "SELECT request_fingerprint, response_status, response_body, expires_at FROM api_idempotencykey"
+    " WHERE client_id = %s AND key = %s"
+)
+_DELETE_STORED = "DELETE FROM api_idempotencykey WHERE client_id = %s AND key = %s"
+_INSERT_STORED = (
+    "INSERT INTO api_idempotencykey"
+    " (client_id, key, request_fingerprint, request_path, response_status, response_body, expires_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(hours => %s))"
+)
 
 
 def idempotency_keys_purge(*, now: Any = None, batch_size: int = 5000) -> int:
@@ -125,20 +144,14 @@ def _decimal_marker(value: Any) -> Any:
     return {"$number": str(value)}
 
 
-def _try_lock(client_id: int, key: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client_id, key)])
-        return bool(cursor.fetchone()[0])
-
-
-def _replay(stored: IdempotencyKey, fingerprint: str) -> HttpResponse:
-    if stored.request_fingerprint != fingerprint:
+def _replay(fingerprint: str, stored_fingerprint: str, status: int, body: str) -> HttpResponse:
+    if stored_fingerprint != fingerprint:
         raise Unprocessable(
             "This Idempotency-Key was already used with a different request. Use a new key for a new operation.",
             code="idempotency_key_reused",
             field=HEADER,
         )
-    response = _json_response(stored.response_body, stored.response_status)
+    response = _json_response(body, status)
     response[REPLAY_HEADER] = "true"
     return response
 

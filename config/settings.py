@@ -131,6 +131,8 @@ MAX_ORDERS_PER_PAYMENT = env_int("MAX_ORDERS_PER_PAYMENT", 50)
 
 # --- Storefront API -------------------------------------------------------------------------------------------------
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+# How long a process trusts an API key it has looked up: a revoked key stops working within this many seconds.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],

@@ -53,13 +53,13 @@ class PaymentEvent(models.Model):
     client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="payments")
     checkout_id = models.CharField(max_length=64, db_index=True)
     buyer_id = models.CharField(max_length=64, db_index=True)
-    buyer_email = models.EmailField(blank=True)
-    buyer_country = models.CharField(max_length=2, blank=True)
+    buyer_email = models.EmailField(blank=True, default="", db_default="")
+    buyer_country = models.CharField(max_length=2, blank=True, default="", db_default="")
     # A PSP payment method token (``pm_…``). Never card data: the API refuses anything card-like.
-    payment_method_token = models.CharField(max_length=255, blank=True)
-    is_done = models.BooleanField(default=False)
+    payment_method_token = models.CharField(max_length=255, blank=True, default="", db_default="")
+    is_done = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -94,15 +94,20 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
         Seller, on_delete=models.PROTECT, to_field="account", db_column="seller_account", related_name="+"
     )
     amount = MoneyField(max_digits=18, decimal_places=3)
-    status = FSMField(default=OrderStatus.NOT_STARTED, choices=OrderStatus.choices, protected=True, db_index=True)
+    status = FSMField(
+        default=OrderStatus.NOT_STARTED,
+        choices=OrderStatus.choices,
+        protected=True,
+        db_index=True,
+    )
     # The PSP's id for the charge (``pi_…``) and, for the hosted page, its session token (``cs_…``).
-    psp_reference = models.CharField(max_length=255, blank=True, db_index=True)
-    psp_token = models.CharField(max_length=255, blank=True, db_index=True)
-    failure_code = models.CharField(max_length=100, blank=True)
-    failure_reason = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    psp_reference = models.CharField(max_length=255, blank=True, default="", db_default="", db_index=True)
+    psp_token = models.CharField(max_length=255, blank=True, default="", db_default="", db_index=True)
+    failure_code = models.CharField(max_length=100, blank=True, default="", db_default="")
+    failure_reason = models.TextField(blank=True, default="", db_default="")
+    attempts = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     objects = models.Manager()
 

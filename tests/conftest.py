@@ -39,6 +39,15 @@ def pg_params(**overrides: Any) -> dict[str, Any]:
     return params
 
 
+@pytest.fixture(autouse=True)
+def _forget_known_sellers() -> None:
+    """wallets.services remembers sellers it saw committed, which holds because sellers are never deleted. Tests
+    that commit then flush the database do delete them, so each test starts with an empty memory."""
+    from wallets import services
+
+    services._known_accounts.clear()
+
+
 _sequence = itertools.count(1)
 
 

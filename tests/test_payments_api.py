@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.services import IssuedKey, api_client_create
@@ -103,11 +104,18 @@ def test_unknown_ids_answer_404(api: APIClient) -> None:
     assert api.get("/v1/payment-orders/po_doesnotexist").status_code == 404
 
 
-def test_revoked_key_is_refused(issued_key: IssuedKey, api: APIClient) -> None:
-    from django.utils import timezone
+def test_a_revoked_key_stops_working_once_its_cache_entry_expires(
+    issued_key: IssuedKey, api: APIClient, settings: Any
+) -> None:
+    # given a key in use, cached by this process for API_KEY_CACHE_SECONDS
+    settings.API_KEY_CACHE_SECONDS = 0
+    assert api.get("/v1/payments/pay_x").status_code == 404
 
+    # when it is revoked
     issued_key.client.revoked_at = timezone.now()
     issued_key.client.save()
+
+    # then the next lookup after expiry refuses it
     assert api.get("/v1/payments/pay_x").status_code == 401
 
 

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db import transaction
+
 from wallets.models import Seller
+
+# Seller accounts this process has seen committed. Sellers are never deleted (orders protect them), so a seller seen
+# once exists for good, and most payments name sellers we know: they skip the INSERT entirely.
+_known_accounts: set[str] = set()
 
 
 def sellers_ensure(*, accounts: Iterable[str]) -> None:
@@ -10,4 +16,9 @@ def sellers_ensure(*, accounts: Iterable[str]) -> None:
 
     Sorted, so that two payments naming the same new sellers insert them in the same order and cannot deadlock.
     """
-    Seller.objects.bulk_create([Seller(account=account) for account in sorted(set(accounts))], ignore_conflicts=True)
+    unknown = sorted(set(accounts) - _known_accounts)
+    if not unknown:
+        return
+    Seller.objects.bulk_create([Seller(account=account) for account in unknown], ignore_conflicts=True)
+    # Only once committed: a rolled-back transaction takes its new sellers with it.
+    transaction.on_commit(lambda: _known_accounts.update(unknown))

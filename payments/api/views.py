@@ -11,7 +11,13 @@ from rest_framework.views import APIView
 from api.authentication import client_of
 from api.idempotency import idempotent_post
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
-from payments.api.serializers import PaymentCreateInput, PaymentOrderDetailOutput, PaymentOutput
+from payments.api.serializers import (
+    PaymentCreateInput,
+    PaymentOrderDetailOutput,
+    PaymentOutput,
+    payment_order_representation,
+    payment_representation,
+)
 from payments.selectors import payment_get, payment_order_get
 from payments.services import payment_create
 
@@ -38,7 +44,7 @@ class PaymentCreateApi(APIView):
         serializer = PaymentCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         event = payment_create(client=client_of(request), **serializer.to_service_arguments())
-        return Response(PaymentOutput(event).data, status=201)
+        return Response(payment_representation(event), status=201)
 
 
 class PaymentDetailApi(APIView):
@@ -49,7 +55,7 @@ class PaymentDetailApi(APIView):
         responses={200: PaymentOutput, **error_responses(401, 404)},
     )
     def get(self, request: Request, payment_id: str) -> Response:
-        return Response(PaymentOutput(payment_get(client=client_of(request), payment_id=payment_id)).data)
+        return Response(payment_representation(payment_get(client=client_of(request), payment_id=payment_id)))
 
 
 class PaymentOrderDetailApi(APIView):
@@ -61,4 +67,4 @@ class PaymentOrderDetailApi(APIView):
     )
     def get(self, request: Request, payment_order_id: str) -> Response:
         order = payment_order_get(client=client_of(request), payment_order_id=payment_order_id)
-        return Response(PaymentOrderDetailOutput(order).data)
+        return Response(payment_order_representation(order))
