@@ -35,6 +35,8 @@ def test_card_numbers_are_found(text: str) -> None:
         "po_1001_a",
         "2026-11-21T05:06:36Z",
         "4242  4242 4242 4242",  # a double space ends the run
+        "po_9f3a4242424242424242b",  # a digit run inside a hexadecimal id
+        "x4242424242424242",
         "",
     ],
 )

@@ -15,6 +15,7 @@ from payments.api.serializers import (
     PaymentCreateInput,
     PaymentOrderDetailOutput,
     PaymentOutput,
+    payment_create_arguments,
     payment_order_representation,
     payment_representation,
 )
@@ -41,9 +42,7 @@ class PaymentCreateApi(APIView):
         return idempotent_post(request, lambda: self._create(request))
 
     def _create(self, request: Request) -> Response:
-        serializer = PaymentCreateInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        event = payment_create(client=client_of(request), **serializer.to_service_arguments())
+        event = payment_create(client=client_of(request), **payment_create_arguments(request.data))
         return Response(payment_representation(event), status=201)
 
 
