@@ -45,10 +45,19 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
     key = _read_key(request)
     fingerprint = _fingerprint(request)
     with transaction.atomic(durable=True), connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM api_idempotency_claim(%s, %s, %s)", [lock_id(client.pk, key), client.pk, key])
-        locked, stored_fingerprint, status, body, expired = cursor.fetchone()
-        if stored_fingerprint is not None and not expired:
-            return _replay(fingerprint, stored_fingerprint, status, body)
+        # Two statements, in this order: the SELECT must take its snapshot after the lock is ours, or it could miss
+        # the row of a first request that committed (and let go of the lock) while the statement was starting.
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client.pk, key)])
+        locked = bool(cursor.fetchone()[0])
+        cursor.execute(_SELECT_STORED, [client.pk, key])
+        stored = cursor.fetchone()
+        if stored is not None and stored[3] <= timezone.now():
+            # Past its lifetime the key means nothing. Whoever holds its lock removes it, so that races with nobody.
+            if locked:
+                cursor.execute(_DELETE_STORED, [client.pk, key])
+            stored = None
+        if stored is not None:
+            return _replay(fingerprint, *stored[:3])
         if not locked:
             raise Conflict(
                 "A request with this Idempotency-Key is still being processed. Retry after it finishes.",
@@ -78,7 +87,11 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
 
 
 # Raw statements: this runs on every POST, and the ORM's query building cost more than the queries themselves.
-# The claim (lock, expiry, lookup) is one database function: api/migrations/0002_idempotency_claim.py.
+_SELECT_STORED = (
+    "SELECT request_fingerprint, response_status, response_body, expires_at FROM api_idempotencykey"
+    " WHERE client_id = %s AND key = %s"
+)
+_DELETE_STORED = "DELETE FROM api_idempotencykey WHERE client_id = %s AND key = %s"
 _INSERT_STORED = (
     "INSERT INTO api_idempotencykey"
     " (client_id, key, request_fingerprint, request_path, response_status, response_body, expires_at)"
