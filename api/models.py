@@ -39,7 +39,8 @@ class IdempotencyKey(models.Model):
     created, so either both exist or neither does. A request that was refused stores nothing and may be retried.
     """
 
-    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (client, key) index starts with it.
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     # SHA-256 over method, path and the canonical JSON body: "same body" means the same JSON, not the same bytes.
     request_fingerprint = models.CharField(max_length=64)

@@ -8,5 +8,6 @@ from bench import views
 
 urlpatterns = [
     path("bench/ceiling", views.ceiling, name="bench-ceiling"),
+    path("bench/ceiling-drf", views.CeilingDrf.as_view(), name="bench-ceiling-drf"),
     path("", include("config.urls")),
 ]

@@ -14,6 +14,12 @@ from decimal import Decimal
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from bench.models import CeilingRow
 
@@ -39,3 +45,22 @@ def ceiling(request: HttpRequest) -> JsonResponse:
     # Autocommit: one INSERT ... RETURNING id, no transaction block around it.
     row = CeilingRow.objects.create(name=name, amount=Decimal(amount))
     return JsonResponse({"id": row.pk}, status=201)
+
+
+class CeilingInput(serializers.Serializer):
+    name = serializers.CharField(min_length=1, max_length=64)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, coerce_to_string=True)
+
+
+class CeilingDrf(APIView):
+    """The same write through DRF, with the framework's defaults and no authentication."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser]
+
+    def post(self, request: Request) -> Response:
+        data = CeilingInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = CeilingRow.objects.create(**data.validated_data)
+        return Response({"id": row.pk}, status=201)

@@ -101,8 +101,8 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
         db_index=True,
     )
     # The PSP's id for the charge (``pi_…``) and, for the hosted page, its session token (``cs_…``).
-    psp_reference = models.CharField(max_length=255, blank=True, default="", db_default="", db_index=True)
-    psp_token = models.CharField(max_length=255, blank=True, default="", db_default="", db_index=True)
+    psp_reference = models.CharField(max_length=255, blank=True, default="", db_default="")
+    psp_token = models.CharField(max_length=255, blank=True, default="", db_default="")
     failure_code = models.CharField(max_length=100, blank=True, default="", db_default="")
     failure_reason = models.TextField(blank=True, default="", db_default="")
     attempts = models.PositiveIntegerField(default=0, db_default=0)
@@ -117,6 +117,13 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
             models.CheckConstraint(
                 condition=models.Q(status__in=OrderStatus.values), name="payment_order_status_known"
             ),
+        ]
+        # Partial: an order has no PSP reference until it is executed, and creating an order is the hot path.
+        indexes = [
+            models.Index(
+                fields=["psp_reference"], condition=~models.Q(psp_reference=""), name="order_psp_reference_idx"
+            ),
+            models.Index(fields=["psp_token"], condition=~models.Q(psp_token=""), name="order_psp_token_idx"),
         ]
 
     def __str__(self) -> str:

@@ -387,3 +387,27 @@ def test_an_order_id_used_by_another_client_is_taken_without_saying_by_whom(
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "payment_order_id_taken"
     assert first["payment_id"] not in json.dumps(response.json())
+
+
+def test_responses_match_the_documented_output_serializers(post_payment: Callable[..., Any]) -> None:
+    # given a payment whose orders are in different states, one failed with a code
+    from payments.api.serializers import (
+        PaymentOrderDetailOutput,
+        PaymentOutput,
+        payment_order_representation,
+        payment_representation,
+    )
+
+    created = post_payment(payment_body(payment_orders=[order(), order(currency="JPY", amount="700")])).json()
+    failed = PaymentOrder.objects.get(payment_order_id=created["payment_orders"][0]["payment_order_id"])
+    failed.start_execution(actor="test")
+    failed.save()  # one transition per save: PostgreSQL checks each UPDATE against the state machine
+    failed.mark_failed(actor="test", reason="declined", failure_code="card_declined")
+    failed.save()
+    event = PaymentEvent.objects.prefetch_related("orders").get(payment_id=created["payment_id"])
+
+    # then the hand-built responses are exactly what the schema's serializers say
+    assert payment_representation(event) == PaymentOutput(event).data
+    for item in event.orders.all():
+        assert payment_order_representation(item) == PaymentOrderDetailOutput(item).data
+    assert payment_representation(event)["payment_orders"][0]["failure_code"] == "card_declined"

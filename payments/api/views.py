@@ -6,11 +6,11 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from api.authentication import client_of
 from api.idempotency import idempotent_post
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
+from api.views import ApiView
 from payments.api.serializers import (
     PaymentCreateInput,
     PaymentOrderDetailOutput,
@@ -23,7 +23,7 @@ from payments.selectors import payment_get, payment_order_get
 from payments.services import payment_create
 
 
-class PaymentCreateApi(APIView):
+class PaymentCreateApi(ApiView):
     @extend_schema(
         operation_id="payments_create",
         summary="Create a payment",
@@ -46,7 +46,7 @@ class PaymentCreateApi(APIView):
         return Response(payment_representation(event), status=201)
 
 
-class PaymentDetailApi(APIView):
+class PaymentDetailApi(ApiView):
     @extend_schema(
         operation_id="payments_retrieve",
         summary="Read a payment and its orders",
@@ -57,7 +57,7 @@ class PaymentDetailApi(APIView):
         return Response(payment_representation(payment_get(client=client_of(request), payment_id=payment_id)))
 
 
-class PaymentOrderDetailApi(APIView):
+class PaymentOrderDetailApi(ApiView):
     @extend_schema(
         operation_id="payment_orders_retrieve",
         summary="Read one payment order",
