@@ -410,4 +410,5 @@ def test_responses_match_the_documented_output_serializers(post_payment: Callabl
     assert payment_representation(event) == PaymentOutput(event).data
     for item in event.orders.all():
         assert payment_order_representation(item) == PaymentOrderDetailOutput(item).data
-    assert payment_representation(event)["payment_orders"][0]["failure_code"] == "card_declined"
+    codes = {o["payment_order_id"]: o["failure_code"] for o in payment_representation(event)["payment_orders"]}
+    assert codes == {failed.payment_order_id: "card_declined", created["payment_orders"][1]["payment_order_id"]: None}
