@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -11,13 +12,14 @@ from rest_framework.views import APIView
 class JsonOnly(BaseContentNegotiation):
     """The API speaks JSON and nothing else, so there is nothing to negotiate (and no cost in doing it)."""
 
-    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
-        return next((parser for parser in parsers if parser.media_type == request.content_type.split(";")[0]), None)
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        media_type = request.content_type.split(";")[0].strip()
+        return next((parser for parser in parsers if parser.media_type == media_type), None)
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
-        renderer = renderers[0] if renderers else JSONRenderer()
+        renderer = next(iter(renderers), None) or JSONRenderer()
         return renderer, renderer.media_type
 
 
