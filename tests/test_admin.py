@@ -52,3 +52,9 @@ def test_orders_are_read_only_and_show_their_transitions(staff: Client, post_pay
     order.refresh_from_db()
     assert order.failure_code == ""
     assert staff.get("/admin/payments/paymentorder/add/").status_code == 403
+
+
+def test_the_admin_presents_itself_as_the_finance_console(staff: Client) -> None:
+    page = staff.get("/admin/")
+    assert page.status_code == 200
+    assert "marketpay finance console" in page.content.decode()
