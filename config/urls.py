@@ -11,5 +11,6 @@ urlpatterns = [
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
+handler400 = "api.fallbacks.bad_request"
 handler404 = "api.fallbacks.not_found"
 handler500 = "api.fallbacks.server_error"

@@ -37,6 +37,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class PaymentOrderInline(ReadOnlyInline):
     model = PaymentOrder
+    ordering = ["position"]
     fields = readonly_fields = (
         "payment_order_id",
         "seller",
@@ -57,8 +58,8 @@ class OrderTransitionInline(ReadOnlyInline):
 
 @admin.register(PaymentEvent)
 class PaymentEventAdmin(ReadOnlyAdmin):
-    list_display = ["payment_id", "checkout_id", "buyer_id", "client", "is_done", "created_at"]
-    list_filter = ["is_done", "client"]
+    list_display = ["payment_id", "checkout_id", "buyer_id", "client", "created_at"]
+    list_filter = ["client"]
     list_select_related = ["client"]
     search_fields = ["=payment_id", "=checkout_id", "=buyer_id", "=orders__payment_order_id"]
     date_hierarchy = "created_at"

@@ -57,10 +57,8 @@ class PaymentEvent(models.Model):
     buyer_country = models.CharField(max_length=2, blank=True, default="", db_default="")
     # A PSP payment method token (``pm_…``). Never card data: the API refuses anything card-like.
     payment_method_token = models.CharField(max_length=255, blank=True, default="", db_default="")
-    is_done = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
-    completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["client", "-created_at"], name="payment_client_created_idx")]
@@ -90,6 +88,9 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
 
     payment_order_id = models.CharField(max_length=64, unique=True)
     event = models.ForeignKey(PaymentEvent, on_delete=models.PROTECT, related_name="orders")
+    # The order's place in the request that created it: rows are inserted in payment_order_id order (a fixed lock
+    # order, so that two requests naming the same ids cannot deadlock), and read back in this one.
+    position = models.PositiveSmallIntegerField()
     seller = models.ForeignKey(
         Seller, on_delete=models.PROTECT, to_field="account", db_column="seller_account", related_name="+"
     )
@@ -130,12 +131,15 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
         return self.payment_order_id
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # The status and its log rows commit together: a transition is never saved without its history.
-        with transaction.atomic(savepoint=False):
-            super().save(*args, **kwargs)
-            pending: list[OrderTransition] = self.__dict__.pop("_pending_transitions", [])
+        # The status and its log rows commit together: a transition is never saved without its history. In a
+        # savepoint, so that a refused save (ConcurrentTransition: another worker moved the order first) leaves the
+        # caller's transaction usable, to record the late event and carry on.
+        # The log rows go first: PostgreSQL refuses a status UPDATE that no log row of this transaction explains.
+        pending: list[OrderTransition] = self.__dict__.pop("_pending_transitions", [])
+        with transaction.atomic():
             if pending:
                 OrderTransition.objects.bulk_create(pending)
+            super().save(*args, **kwargs)
 
     @property
     def is_final(self) -> bool:
@@ -165,10 +169,11 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
 
     @transition(
         field=status,
-        source=[OrderStatus.EXECUTING, OrderStatus.PENDING, OrderStatus.UNKNOWN],
+        source=[OrderStatus.NOT_STARTED, OrderStatus.EXECUTING, OrderStatus.PENDING, OrderStatus.UNKNOWN],
         target=OrderStatus.FAILED,
     )
     def mark_failed(self, *, actor: str, reason: str = "", failure_code: str = "") -> None:
+        """From NOT_STARTED too: the risk check refuses an order before it is ever sent (DESIGN.md "Pay-in")."""
         self.failure_code = failure_code
         self.failure_reason = reason
 

@@ -11,7 +11,7 @@ def payment_get(*, client: ApiClient, payment_id: str) -> PaymentEvent:
     """The client's payment with its orders. Another client's payment does not exist, as far as this one knows."""
     event = (
         PaymentEvent.objects.filter(client=client, payment_id=payment_id)
-        .prefetch_related(Prefetch("orders", queryset=PaymentOrder.objects.order_by("pk")))
+        .prefetch_related(Prefetch("orders", queryset=PaymentOrder.objects.order_by("position")))
         .first()
     )
     if event is None:

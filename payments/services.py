@@ -36,7 +36,9 @@ class NewOrder:
 # statements and a savepoint, most of it in building the queries. ON CONFLICT lets PostgreSQL's unique index arbitrate
 # between concurrent requests naming the same payment_order_id: the later one waits for the earlier to commit, then
 # skips the row, and the missing row tells us which id was taken. Columns not named take their database defaults
-# (empty PSP fields, timestamps), declared on the models with db_default.
+# (empty PSP fields, timestamps), declared on the models with db_default. Rows go in by payment_order_id, not in
+# request order: two requests naming the same ids in different orders would otherwise each hold a row the other
+# waits for, and deadlock.
 _INSERT_PAYMENT = """
 WITH event AS (
     INSERT INTO payments_paymentevent
@@ -45,13 +47,14 @@ WITH event AS (
             %(payment_method_token)s)
     RETURNING id, created_at
 ), orders AS (
-    INSERT INTO payments_paymentorder (payment_order_id, event_id, seller_account, amount, amount_currency, status)
-    SELECT o.payment_order_id, event.id, o.seller_account, o.amount, o.currency, %(status)s
+    INSERT INTO payments_paymentorder
+        (payment_order_id, event_id, position, seller_account, amount, amount_currency, status)
+    SELECT o.payment_order_id, event.id, o.position - 1, o.seller_account, o.amount, o.currency, %(status)s
     FROM event, unnest(
         %(order_ids)s::varchar[], %(sellers)s::varchar[], %(amounts)s::numeric[], %(currencies)s::varchar[]
     )
         WITH ORDINALITY AS o(payment_order_id, seller_account, amount, currency, position)
-    ORDER BY o.position
+    ORDER BY o.payment_order_id
     ON CONFLICT (payment_order_id) DO NOTHING
     RETURNING id, payment_order_id
 )
@@ -119,6 +122,7 @@ def payment_create(
                 PaymentOrder(
                     pk=inserted[order.payment_order_id],
                     event=event,
+                    position=position,
                     payment_order_id=order.payment_order_id,
                     seller_id=order.seller_account,
                     amount=Money(order.amount, order.currency),
@@ -126,7 +130,7 @@ def payment_create(
                     updated_at=created_at,
                 )
             )
-            for order in orders
+            for position, order in enumerate(orders)
         ]
     }
     return event

@@ -81,3 +81,28 @@ def test_fifty_keys_naming_one_payment_order_id_create_exactly_one_payment(issue
     assert PaymentEvent.objects.count() == 1
     assert PaymentOrder.objects.filter(payment_order_id="po_contested").count() == 1
     assert PaymentOrder.objects.count() == 2
+
+
+def test_requests_naming_the_same_ids_in_opposite_orders_never_deadlock(issued_key: IssuedKey) -> None:
+    # given pairs of requests claiming the same 50 ids, one in the reverse order of the other
+    for round_number in range(25):
+        ids = [f"po_r{round_number}_{i:02d}" for i in range(50)]
+        forward = payment_body(payment_orders=[order(payment_order_id=i) for i in ids])
+        backward = payment_body(payment_orders=[order(payment_order_id=i) for i in reversed(ids)])
+
+        # when they race
+        responses = _post_all(issued_key.key, [forward, backward], [f"fw-{round_number}", f"bw-{round_number}"])
+
+        # then one wins and the other is a clean 409, never a deadlock's 500
+        assert sorted(r.status_code for r in responses) == [201, 409], [r.content[:200] for r in responses]
+
+
+def test_orders_read_back_in_the_order_they_were_sent(issued_key: IssuedKey) -> None:
+    ids = ["po_z", "po_a", "po_m"]
+    created = _post_all(issued_key.key, [payment_body(payment_orders=[order(payment_order_id=i) for i in ids])], ["k"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued_key.key}")
+
+    fetched = client.get(f"/v1/payments/{created[0].json()['payment_id']}").json()
+
+    assert [o["payment_order_id"] for o in fetched["payment_orders"]] == ids

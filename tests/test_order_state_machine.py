@@ -45,7 +45,11 @@ def _order(issued_key: IssuedKey) -> PaymentOrder:
     event = PaymentEvent.objects.create(client=issued_key.client, checkout_id="chk", buyer_id="b")
     sellers_ensure(accounts=["seller_7"])
     return PaymentOrder.objects.create(
-        event=event, payment_order_id=unique("po"), seller_id="seller_7", amount=Money(Decimal("10.00"), "EUR")
+        event=event,
+        position=0,
+        payment_order_id=unique("po"),
+        seller_id="seller_7",
+        amount=Money(Decimal("10.00"), "EUR"),
     )
 
 
@@ -145,32 +149,79 @@ def test_two_copies_of_one_order_cannot_both_leave_the_same_state(issued_key: Is
     assert list(OrderTransition.objects.filter(order=order).values_list("actor", flat=True)) == ["worker-1"]
 
 
+def _raw_update(order: PaymentOrder, target: str, *, logged: bool) -> None:
+    """Move ``order`` with raw SQL, as code that bypasses the model would; with or without a log row first."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if logged:
+            cursor.execute(
+                "INSERT INTO payments_ordertransition (order_id, from_status, to_status, transition, reason, actor)"
+                " VALUES (%s, %s, %s, 'raw', '', 'test')",
+                [order.pk, order.status, target],
+            )
+        cursor.execute("UPDATE payments_paymentorder SET status = %s WHERE id = %s", [target, order.pk])
+
+
 @pytest.mark.parametrize(("source", "target"), list(itertools.permutations(OrderStatus.values, 2)))
 def test_the_database_refuses_a_raw_update_off_the_state_machine(
     issued_key: IssuedKey, source: str, target: str
 ) -> None:
-    # given an order in `source`, put there by raw SQL (inserts are not guarded; updates are)
-    order = _order(issued_key)
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM payments_paymentorder WHERE id = %s", [order.pk])
-        cursor.execute(
-            "INSERT INTO payments_paymentorder (id, payment_order_id, event_id, seller_account, amount,"
-            " amount_currency, status, psp_reference, psp_token, failure_code, failure_reason, attempts, updated_at)"
-            " VALUES (%s, %s, %s, 'seller_7', 1, 'EUR', %s, '', '', '', '', 0, now())",
-            [order.pk, order.payment_order_id, order.event_id, source],
-        )
+    # given an order brought to `source` through legal transitions
+    order = _walk(_order(issued_key), source)
 
-    # when raw SQL moves it to `target`
-    def move() -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE payments_paymentorder SET status = %s WHERE id = %s", [target, order.pk])
-
-    # then PostgreSQL allows exactly the state machine's edges
+    # when raw SQL moves it to `target`, logging the move as the model would, then
+    # PostgreSQL allows exactly the state machine's edges
     if (source, target) in ALLOWED_EDGES:
-        move()
+        _raw_update(order, target, logged=True)
     else:
         with pytest.raises(IntegrityError, match="not a transition of the order state machine"):
-            move()
+            _raw_update(order, target, logged=True)
+
+
+def test_the_database_refuses_a_status_change_without_its_log_row(issued_key: IssuedKey) -> None:
+    order = _order(issued_key)
+
+    with pytest.raises(IntegrityError, match="has no transition log row"):
+        _raw_update(order, OrderStatus.EXECUTING, logged=False)
+    with pytest.raises(IntegrityError, match="has no transition log row"), transaction.atomic():
+        PaymentOrder.objects.filter(pk=order.pk).update(status=OrderStatus.EXECUTING)
+
+    order.refresh_from_db()
+    assert order.status == OrderStatus.NOT_STARTED
+
+
+def test_the_database_refuses_an_order_born_in_another_state(issued_key: IssuedKey) -> None:
+    event = PaymentEvent.objects.create(client=issued_key.client, checkout_id="chk", buyer_id="b")
+    sellers_ensure(accounts=["seller_7"])
+    order = PaymentOrder(
+        event=event, position=0, payment_order_id=unique("po"), seller_id="seller_7", amount=Money(Decimal(1), "EUR")
+    )
+    order.__dict__["status"] = OrderStatus.SUCCESS  # what a careless bulk load would do
+
+    with pytest.raises(IntegrityError, match="starts NOT_STARTED"), transaction.atomic():
+        PaymentOrder.objects.bulk_create([order])
+
+
+def test_a_refused_concurrent_save_leaves_the_transaction_usable(issued_key: IssuedKey) -> None:
+    # given a worker whose copy of the order went stale
+    order = _order(issued_key)
+    stale = PaymentOrder.objects.get(pk=order.pk)
+    order.start_execution(actor="worker-1")
+    order.save()
+
+    # when its save is refused inside a bigger transaction
+    with transaction.atomic():
+        stale.start_execution(actor="worker-2")
+        with pytest.raises(ConcurrentTransition):
+            stale.save()
+        # then that transaction can still record what happened and carry on
+        stale.refresh_from_db()
+        stale.mark_success(actor="worker-2", reason="the PSP said so")
+        stale.save()
+
+    assert list(OrderTransition.objects.filter(order=order).order_by("pk").values_list("actor", "to_status")) == [
+        ("worker-1", OrderStatus.EXECUTING),
+        ("worker-2", OrderStatus.SUCCESS),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -332,6 +332,56 @@ def test_malformed_json_is_refused(
     assert row_counts() == before
 
 
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b'{"x": 1e1000000000000}', 400, "invalid_json"),
+        (b'{"x": 1e300000000}', 400, "invalid_json"),
+        (b"[" * 50_000 + b"]" * 50_000, 400, "body_too_deep"),
+        (b'{"a":' * 17 + b"1" + b"}" * 17, 400, "body_too_deep"),
+        (b'{"checkout_id": "' + b"x" * 3_000_000 + b'"}', 413, "body_too_large"),
+    ],
+    ids=["huge exponent", "large exponent", "50k levels", "17 levels", "3 MB"],
+)
+def test_hostile_bodies_are_refused_cheaply(
+    post_payment: Callable[..., Any], row_counts: Callable[[], dict[str, int]], raw: bytes, status: int, code: str
+) -> None:
+    before = row_counts()
+    response = post_payment(None, raw=raw)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("make_body", "field"),
+    [
+        (lambda: payment_body(checkout_id="x4242424242424242"), "checkout_id"),
+        (lambda: payment_body(buyer_info={"id": "c4000056655665556"}), "buyer_info.id"),
+        (lambda: payment_body(payment_method={"token": "pm4242424242424242"}), "payment_method.token"),
+    ],
+    ids=["checkout_id", "buyer id", "token"],
+)
+def test_a_card_number_glued_to_letters_is_still_refused(
+    post_payment: Callable[..., Any], make_body: Callable[[], dict[str, Any]], field: str
+) -> None:
+    response = post_payment(make_body())
+    assert response.status_code == 400
+    assert response.json()["error"] == {**response.json()["error"], "code": "card_data_not_allowed", "field": field}
+
+
+@pytest.mark.parametrize(
+    ("currency", "maximum", "over"), [("JPY", "15000000", "15000001"), ("KWD", "30000.000", "30000.001")]
+)
+def test_each_currency_has_its_own_maximum(
+    post_payment: Callable[..., Any], currency: str, maximum: str, over: str
+) -> None:
+    assert post_payment(payment_body(payment_orders=[order(currency=currency, amount=maximum)])).status_code == 201
+    response = post_payment(payment_body(payment_orders=[order(currency=currency, amount=over)]))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "amount_too_large"
+
+
 def test_a_body_that_is_not_json_is_415(api: APIClient) -> None:
     response = api.post(
         "/v1/payments", data="a=b", content_type="application/x-www-form-urlencoded", HTTP_IDEMPOTENCY_KEY="k-form"
