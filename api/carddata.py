@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-# 13 to 19 digits, optionally grouped by single spaces or dashes, not glued to further digits. Letters around the run
-# do not excuse it (``pm4242424242424242`` is a card number with a prefix). The price: a random 32-character hex id
+# A run of digits, in groups parted by single spaces or dashes, not glued to further digits. Letters around the run do
+# not excuse it (``pm4242424242424242`` is a card number with a prefix). The price: a random 32-character hex id
 # holds a Luhn-valid run of 13-19 digits about once in 250, and is refused; storefronts choose their ids.
-_CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
-_SEPARATORS = re.compile(r"[ -]")
+_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*")
+_GROUP = re.compile(r"[0-9]+")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -30,13 +30,43 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _card_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Where ``text`` holds a card number: 13-19 digits, Luhn-valid, made of whole groups of a run.
+
+    Whole groups, so that ``4242 4242 4242 4242`` and ``4242424242424242 404`` are both found, while a plain run of
+    digits is only ever judged whole: a 19-digit reference holds some Luhn-valid 13-digit window more often than not.
+    """
+    for run in _RUN.finditer(text):
+        groups = [(group.start(), group.end()) for group in _GROUP.finditer(run.group())]
+        first = 0
+        while first < len(groups):
+            digits, found = "", False
+            for last in range(first, len(groups)):
+                digits += run.group()[groups[last][0] : groups[last][1]]
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_valid(digits):
+                    yield run.start() + groups[first][0], run.start() + groups[last][1]
+                    first, found = last + 1, True
+                    break
+            if not found:
+                first += 1
+
+
 def contains_card_number(text: str) -> bool:
-    """True when ``text`` holds a 13-19 digit, Luhn-valid run (spaces or dashes between digits allowed)."""
+    """True when ``text`` holds a 13-19 digit, Luhn-valid number (spaces or dashes between digits allowed)."""
+    return len(text) >= 13 and next(_card_spans(text), None) is not None
+
+
+def mask_card_numbers(text: str) -> str:
+    """``text`` with every card number replaced, for log lines."""
     if len(text) < 13:
-        return False
-    # The whole run is checked, not windows inside it: a 19-digit reference holds some Luhn-valid 13-digit window
-    # more often than not, and refusing those would refuse ordinary ids without protecting a single card.
-    return any(luhn_valid(_SEPARATORS.sub("", match.group())) for match in _CANDIDATE.finditer(text))
+        return text
+    pieces, position = [], 0
+    for start, end in _card_spans(text):
+        pieces += [text[position:start], "[card number removed]"]
+        position = end
+    return "".join(pieces) + text[position:] if pieces else text
 
 
 def find_card_number(payload: Any) -> str | None:

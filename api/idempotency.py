@@ -130,6 +130,12 @@ def _read_key(request: Request) -> str:
             code="idempotency_key_too_long",
             field=HEADER,
         )
+    if not all(" " <= char <= "~" for char in key):
+        raise InvalidInput(
+            "The Idempotency-Key header holds printable ASCII characters only.",
+            code="idempotency_key_invalid",
+            field=HEADER,
+        )
     return key
 
 

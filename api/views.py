@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from django.http import HttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from api.idempotency import idempotent_post
 
 
 class JsonOnly(BaseContentNegotiation):
@@ -27,3 +32,16 @@ class ApiView(APIView):
     """Base of every storefront endpoint."""
 
     content_negotiation_class = JsonOnly
+
+
+class IdempotentCreateApiView(ApiView):
+    """Base of every storefront POST: the Idempotency-Key is required and honoured before ``create`` runs.
+
+    ``create`` runs inside the idempotency transaction and returns a 2xx response, or raises an ApiError.
+    """
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        return idempotent_post(request, lambda: self.create(request, *args, **kwargs))
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise NotImplementedError

@@ -68,3 +68,26 @@ def _split_pairs(name: str, raw: str) -> list[tuple[str, str]]:
         key, value = item.split("=", 1)
         pairs.append((key, value))
     return pairs
+
+
+# Amounts are stored as numeric(18, 3): at most 3 decimal places and 15 integer digits.
+_AMOUNT_DECIMALS = 3
+_AMOUNT_INTEGER_DIGITS = 15
+
+
+def check_currencies(currencies: list[str], maxima: dict[str, Decimal]) -> None:
+    """Refuse, at start-up, a currency the amount columns cannot hold exactly (or do not know)."""
+    from moneyed import get_currency
+    from moneyed.classes import CurrencyDoesNotExist
+
+    for code in currencies:
+        try:
+            decimals = len(str(get_currency(code).sub_unit)) - 1
+        except CurrencyDoesNotExist:
+            raise ImproperlyConfigured(f"PAYMENT_CURRENCIES: {code!r} is not an ISO 4217 currency") from None
+        if decimals > _AMOUNT_DECIMALS:
+            raise ImproperlyConfigured(
+                f"PAYMENT_CURRENCIES: {code} has {decimals} decimal places; amounts are stored with {_AMOUNT_DECIMALS}"
+            )
+        if not 0 < maxima[code] < Decimal(10) ** _AMOUNT_INTEGER_DIGITS:
+            raise ImproperlyConfigured(f"MAX_ORDER_AMOUNTS: {code} must be above 0 and below 10^15")

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_decimal_map, env_int, env_list, env_str
+from config.env import check_currencies, env_bool, env_decimal_map, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -126,6 +126,7 @@ MAX_ORDER_AMOUNTS = env_decimal_map(
 _missing_max = sorted(set(PAYMENT_CURRENCIES) - set(MAX_ORDER_AMOUNTS))
 if _missing_max:
     raise ImproperlyConfigured(f"MAX_ORDER_AMOUNTS has no maximum for {', '.join(_missing_max)}")
+check_currencies(PAYMENT_CURRENCIES, {code: MAX_ORDER_AMOUNTS[code] for code in PAYMENT_CURRENCIES})
 CURRENCIES = PAYMENT_CURRENCIES  # django-money: the currencies its fields and forms offer
 MAX_ORDERS_PER_PAYMENT = env_int("MAX_ORDERS_PER_PAYMENT", 50)
 
@@ -197,6 +198,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"card_numbers": {"()": "api.logfilters.CardNumberFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["card_numbers"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

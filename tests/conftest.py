@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -132,18 +131,22 @@ def row_counts() -> Callable[[], dict[str, int]]:
     return counts
 
 
+TEST_RUN = uuid.uuid4().hex[:8]
+
+
+def run_queue(name: str) -> str:
+    """This test run's own copy of a queue: a `make run` worker, or another run's, never takes its messages."""
+    return f"{name}.test-{TEST_RUN}"
+
+
 @pytest.fixture
 def celery_worker_app() -> Iterator[Any]:
-    """The project's Celery app with a real worker thread consuming from Redis, on a database of its own."""
+    """The project's Celery app with a real worker thread consuming this run's queues from Redis."""
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
 
-    original = app.conf.broker_url
-    # Database 15 of the same Redis: a worker of a running `make run` never takes the tests' messages.
-    app.conf.broker_url = urlsplit(settings.REDIS_URL)._replace(path="/15").geturl()
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, queues=["default", "maintenance"]):
-            yield app
-    finally:
-        app.conf.broker_url = original
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, queues=[run_queue("default"), run_queue("maintenance")]
+    ):
+        yield app

@@ -63,3 +63,17 @@ def test_luhn_check_digit_makes_any_prefix_a_card_number(digits: list[int]) -> N
     assert contains_card_number(body + check)
     grouped = " ".join((body + check)[i : i + 4] for i in range(0, len(body) + 1, 4))
     assert contains_card_number(grouped)
+
+
+def test_log_lines_are_masked() -> None:
+    from api.carddata import mask_card_numbers
+
+    line = 'GET /v1/payments/4242424242424242 404, then "4242 4242 4242 4241" and 4000-0566-5566-5556 200'
+    assert mask_card_numbers(line) == (
+        'GET /v1/payments/[card number removed] 404, then "4242 4242 4242 4241" and [card number removed] 200'
+    )
+
+
+@pytest.mark.parametrize("text", ["card 4242424242424242 123", "4242 4242 4242 4242 42", "12 4000056655665556"])
+def test_a_card_number_next_to_other_digit_groups_is_found(text: str) -> None:
+    assert contains_card_number(text)

@@ -14,7 +14,7 @@ from api.idempotency import idempotency_keys_purge, lock_id
 from api.models import IdempotencyKey
 from api.services import IssuedKey, api_client_create
 from payments.models import PaymentEvent
-from tests.conftest import order, payment_body, pg_params, unique, wait_until
+from tests.conftest import order, payment_body, pg_params, run_queue, unique, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +71,13 @@ def test_missing_key_is_refused_and_stores_nothing(
     assert row_counts() == before
 
 
+@pytest.mark.parametrize("key", ["tab\there", "snow\u2603man"])
+def test_key_with_characters_other_than_printable_ascii_is_refused(post_payment: Callable[..., Any], key: str) -> None:
+    response = post_payment(payment_body(), key=key)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "idempotency_key_invalid"
+
+
 def test_key_longer_than_255_characters_is_refused(post_payment: Callable[..., Any]) -> None:
     assert post_payment(payment_body(), key="k" * 255).status_code == 201
     response = post_payment(payment_body(), key="k" * 256)
@@ -95,10 +102,16 @@ def test_a_refused_request_stores_nothing_so_the_key_can_be_retried(
     assert "Idempotent-Replayed" not in accepted
 
 
-def test_a_conflict_stores_nothing_either(post_payment: Callable[..., Any]) -> None:
+def test_a_conflict_stores_nothing_either(
+    post_payment: Callable[..., Any], row_counts: Callable[[], dict[str, int]]
+) -> None:
     taken = post_payment(payment_body()).json()["payment_orders"][0]["payment_order_id"]
-    conflicting = post_payment(payment_body(payment_orders=[order(payment_order_id=taken)]), key="key-409")
+    before = row_counts()
+    conflicting = post_payment(
+        payment_body(payment_orders=[order(seller_account="seller_new"), order(payment_order_id=taken)]), key="key-409"
+    )
     assert conflicting.status_code == 409
+    assert row_counts() == before  # not the event, not the other order, not the new seller, not the key
 
     fixed = post_payment(payment_body(), key="key-409")
 
@@ -182,7 +195,9 @@ def test_the_periodic_purge_task_runs_on_a_real_worker(
     from config.schedule import BEAT_SCHEDULE
 
     entry = BEAT_SCHEDULE["purge-expired-idempotency-keys"]
-    celery_worker_app.send_task(entry["task"], queue="maintenance")
+    task = celery_worker_app.tasks[entry["task"]]
+    assert task.queue == "maintenance"  # the queue the Procfile's worker consumes
+    celery_worker_app.send_task(entry["task"], queue=run_queue(task.queue))
 
     # then the worker deletes the expired key only
     wait_until(lambda: not IdempotencyKey.objects.filter(key="k-task-expired").exists())

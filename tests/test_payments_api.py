@@ -104,6 +104,25 @@ def test_unknown_ids_answer_404(api: APIClient) -> None:
     assert api.get("/v1/payment-orders/po_doesnotexist").status_code == 404
 
 
+def test_a_cached_key_is_looked_up_again_once_its_cache_entry_expires(
+    issued_key: IssuedKey, api: APIClient, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a key in use, cached by this process for a minute
+    settings.API_KEY_CACHE_SECONDS = 60
+    assert api.get("/v1/payments/pay_x").status_code == 404
+    issued_key.client.revoked_at = timezone.now()
+    issued_key.client.save()
+
+    # when the minute has passed
+    from api import authentication
+
+    later = authentication.time.monotonic() + 61
+    monkeypatch.setattr(authentication.time, "monotonic", lambda: later)
+
+    # then the revocation is seen
+    assert api.get("/v1/payments/pay_x").status_code == 401
+
+
 def test_a_revoked_key_stops_working_once_its_cache_entry_expires(
     issued_key: IssuedKey, api: APIClient, settings: Any
 ) -> None:
@@ -462,3 +481,28 @@ def test_responses_match_the_documented_output_serializers(post_payment: Callabl
         assert payment_order_representation(item) == PaymentOrderDetailOutput(item).data
     codes = {o["payment_order_id"]: o["failure_code"] for o in payment_representation(event)["payment_orders"]}
     assert codes == {failed.payment_order_id: "card_declined", created["payment_orders"][1]["payment_order_id"]: None}
+
+
+def test_a_card_number_in_a_url_is_masked_in_the_logs(api: APIClient) -> None:
+    # given the console handler configured in settings.LOGGING, writing somewhere we can read
+    import io
+
+    from api.logfilters import CardNumberFilter
+
+    handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, CardNumberFilter) for f in h.filters))
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    original = handler.setStream(stream)
+
+    # when a card number is typed into a URL (Django logs "Not Found: <path>")
+    try:
+        response = api.get("/v1/payments/4242424242424242")
+    finally:
+        handler.setStream(original)
+
+    # then the line is written with the number masked
+    assert response.status_code == 404
+    logged = stream.getvalue()
+    assert "Not Found" in logged
+    assert "[card number removed]" in logged
+    assert "4242424242424242" not in logged

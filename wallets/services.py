@@ -19,6 +19,8 @@ def sellers_ensure(*, accounts: Iterable[str]) -> None:
     unknown = sorted(set(accounts) - _known_accounts)
     if not unknown:
         return
+    if len(_known_accounts) > 100_000:  # a bound on memory; forgetting only costs an INSERT that does nothing
+        _known_accounts.clear()
     Seller.objects.bulk_create([Seller(account=account) for account in unknown], ignore_conflicts=True)
     # Only once committed: a rolled-back transaction takes its new sellers with it.
     transaction.on_commit(lambda: _known_accounts.update(unknown))

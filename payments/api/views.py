@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.authentication import client_of
-from api.idempotency import idempotent_post
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
-from api.views import ApiView
+from api.views import ApiView, IdempotentCreateApiView
 from payments.api.serializers import (
     PaymentCreateInput,
     PaymentOrderDetailOutput,
@@ -23,7 +24,7 @@ from payments.selectors import payment_get, payment_order_get
 from payments.services import payment_create
 
 
-class PaymentCreateApi(ApiView):
+class PaymentCreateApi(IdempotentCreateApiView):
     @extend_schema(
         operation_id="payments_create",
         summary="Create a payment",
@@ -38,10 +39,10 @@ class PaymentCreateApi(ApiView):
             **error_responses(400, 401, 409, 415, 422),
         },
     )
-    def post(self, request: Request) -> HttpResponse:
-        return idempotent_post(request, lambda: self._create(request))
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # here to carry its schema
+        return super().post(request, *args, **kwargs)
 
-    def _create(self, request: Request) -> Response:
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         event = payment_create(client=client_of(request), **payment_create_arguments(request.data))
         return Response(payment_representation(event), status=201)
 

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import check_currencies
+
+
+@pytest.mark.parametrize(
+    ("currencies", "maxima", "message"),
+    [
+        (["XXQ"], {"XXQ": Decimal(10)}, "not an ISO 4217 currency"),
+        (["CLF"], {"CLF": Decimal(10)}, "4 decimal places"),
+        (["EUR"], {"EUR": Decimal(10) ** 15}, r"below 10\^15"),
+        (["EUR"], {"EUR": Decimal(0)}, "above 0"),
+    ],
+)
+def test_a_currency_the_columns_cannot_hold_is_refused_at_start_up(
+    currencies: list[str], maxima: dict[str, Decimal], message: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        check_currencies(currencies, maxima)
+
+
+def test_the_default_currencies_are_accepted() -> None:
+    check_currencies(["EUR", "JPY", "KWD"], {"EUR": Decimal(100000), "JPY": Decimal(15000000), "KWD": Decimal(30000)})
