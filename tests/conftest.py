@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
 from api.services import IssuedKey, api_client_create
@@ -27,6 +28,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
         pytest.exit(f"Redis is unreachable at {settings.REDIS_URL}: {exc}", returncode=3)
+
+
+def _allow_ledger_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:
+    # The ledger refuses TRUNCATE (ledger/migrations/0002); the suite's flush between transactional tests is the one
+    # TRUNCATE we want, so every test connection lifts the refusal for its session.
+    with connection.cursor() as cursor:
+        cursor.execute("SET ledger.allow_truncate = 'on'")
+
+
+connection_created.connect(_allow_ledger_truncate, dispatch_uid="tests.allow_ledger_truncate")
 
 
 def pg_params(**overrides: Any) -> dict[str, Any]:

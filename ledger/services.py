@@ -1,0 +1,168 @@
+"""The one writer of the ledger (DESIGN.md "Ledger"). Everything that moves money posts through ``journal_post``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from ledger.errors import AccountMismatch, InvalidPosting, UnbalancedPosting
+from ledger.models import Account, AccountType, Entry, JournalTransaction, Side
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """An account by its code, with the type and currency it must have; created on first use."""
+
+    code: str
+    type: AccountType
+    currency: str
+
+
+@dataclass(frozen=True)
+class Line:
+    account: AccountRef
+    side: Side
+    amount: int  # minor units of the account's currency, > 0
+
+
+@dataclass(frozen=True)
+class Posting:
+    journal_id: int
+    kind: str
+    reference: str
+    created: bool  # False: (kind, reference) was posted before and this call wrote nothing
+
+
+# Account ids this process has seen committed. Accounts are never deleted (entries protect them) and their type and
+# currency never change, so a remembered id stays right; remembering saves a lookup on every posting.
+_known_accounts: dict[str, tuple[int, str, str]] = {}
+
+_INSERT_JOURNAL = """
+INSERT INTO ledger_journaltransaction (kind, reference, effective_at, memo, actor)
+VALUES (%s, %s, coalesce(%s, statement_timestamp()), %s, %s)
+ON CONFLICT (kind, reference) DO NOTHING
+RETURNING id, effective_at
+"""
+
+_INSERT_ENTRIES = """
+INSERT INTO ledger_entry (journal_id, account_id, side, amount, currency, effective_at)
+SELECT %s, line.account_id, line.side, line.amount, line.currency, %s
+FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::varchar[]) AS line(account_id, side, amount, currency)
+ORDER BY line.account_id
+"""
+
+
+def journal_post(
+    *,
+    kind: str,
+    reference: str,
+    lines: Sequence[Line],
+    actor: str,
+    memo: str = "",
+    effective_at: datetime | None = None,
+) -> Posting:
+    """Post one business event: its lines must balance in each currency on its own.
+
+    Idempotent per (kind, reference): posting the same event again returns the first posting and writes nothing,
+    also when two callers race (the unique index makes the second wait for the first, then find its row). Joins the
+    caller's transaction, so a pay-in posts in the same transaction as its order's SUCCESS. PostgreSQL checks the
+    balance again at COMMIT, whatever code wrote the entries.
+    """
+    _check(lines)
+    with transaction.atomic(savepoint=False):
+        account_ids = accounts_ensure(accounts=[line.account for line in lines])
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_JOURNAL, [kind, reference, effective_at, memo, actor])
+            inserted = cursor.fetchone()
+            if inserted is None:
+                existing = JournalTransaction.objects.values_list("pk", flat=True).get(kind=kind, reference=reference)
+                return Posting(journal_id=existing, kind=kind, reference=reference, created=False)
+            journal_id, effective = inserted
+            # Entries go in by account id: a posting that touches guarded balance rows (wallets) locks them in one
+            # global order, so two postings over the same two wallets cannot deadlock.
+            cursor.execute(
+                _INSERT_ENTRIES,
+                [
+                    journal_id,
+                    effective,
+                    [account_ids[line.account.code] for line in lines],
+                    [line.side.value for line in lines],
+                    [line.amount for line in lines],
+                    [line.account.currency for line in lines],
+                ],
+            )
+    return Posting(journal_id=journal_id, kind=kind, reference=reference, created=True)
+
+
+def journal_reverse(*, kind: str, reference: str, actor: str, memo: str = "") -> Posting:
+    """Post the mirror image of the posting (kind, reference): every debit a credit and back. Idempotent too."""
+    original = JournalTransaction.objects.get(kind=kind, reference=reference)
+    entries = Entry.objects.filter(journal=original).select_related("account")
+    lines = [
+        Line(
+            account=AccountRef(entry.account.code, AccountType(entry.account.type), entry.currency),
+            side=Side.CREDIT if entry.side == Side.DEBIT else Side.DEBIT,
+            amount=entry.amount,
+        )
+        for entry in entries
+    ]
+    return journal_post(
+        kind="reversal", reference=f"{kind}:{reference}", lines=lines, actor=actor, memo=memo or f"reverses {original}"
+    )
+
+
+def accounts_ensure(*, accounts: Sequence[AccountRef]) -> dict[str, int]:
+    """Ids of these accounts, creating the missing ones. Refuses a code that exists with another type or currency."""
+    wanted = {account.code: account for account in accounts}
+    ids: dict[str, int] = {}
+    unknown = []
+    for code, account in wanted.items():
+        known = _known_accounts.get(code)
+        if known is None:
+            unknown.append(account)
+            continue
+        _same_account(account, known[1], known[2])
+        ids[code] = known[0]
+    if not unknown:
+        return ids
+    unknown.sort(key=lambda account: account.code)  # one insert order: concurrent first uses cannot deadlock
+    Account.objects.bulk_create(
+        [Account(code=a.code, type=a.type, currency=a.currency) for a in unknown], ignore_conflicts=True
+    )
+    found = {}
+    for pk, code, type_, currency in Account.objects.filter(code__in=[a.code for a in unknown]).values_list(
+        "pk", "code", "type", "currency"
+    ):
+        _same_account(wanted[code], type_, currency)
+        ids[code] = pk
+        found[code] = (pk, type_, currency)
+    # Only once committed: a rolled-back transaction takes its new accounts with it.
+    transaction.on_commit(lambda: _known_accounts.update(found))
+    return ids
+
+
+def _same_account(account: AccountRef, type_: str, currency: str) -> None:
+    if (account.type, account.currency) != (type_, currency):
+        raise AccountMismatch(
+            f"account {account.code} is {type_} in {currency}, not {account.type} in {account.currency}"
+        )
+
+
+def _check(lines: Sequence[Line]) -> None:
+    if len(lines) < 2:
+        raise InvalidPosting("a posting needs at least two lines")
+    net: dict[str, int] = defaultdict(int)
+    for line in lines:
+        if type(line.amount) is not int or line.amount <= 0:
+            raise InvalidPosting(f"line amounts are positive integers of minor units, not {line.amount!r}")
+        if line.side not in (Side.DEBIT, Side.CREDIT):
+            raise InvalidPosting(f"a line is a debit or a credit, not {line.side!r}")
+        net[line.account.currency] += line.amount if line.side == Side.DEBIT else -line.amount
+    unbalanced = {currency: amount for currency, amount in net.items() if amount}
+    if unbalanced:
+        detail = ", ".join(f"{currency} debits - credits = {amount}" for currency, amount in sorted(unbalanced.items()))
+        raise UnbalancedPosting(f"each currency must balance on its own: {detail}")
