@@ -90,7 +90,8 @@ def test_a_reversal_is_a_new_posting_that_cancels_the_first() -> None:
     reversal = journal_reverse(kind="payin", reference="po_3", actor="test")
     again = journal_reverse(kind="payin", reference="po_3", actor="test")
 
-    assert reversal.created and not again.created
+    assert reversal.created
+    assert not again.created
     assert {account_balance(code=a.code) for a in (CLEARING, SELLER, FEES)} == {0}
     assert Entry.objects.count() == 6
 
