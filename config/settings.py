@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import check_currencies, env_bool, env_decimal_map, env_int, env_list, env_str
+from config.env import check_currencies, env_bool, env_decimal, env_decimal_map, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -129,6 +129,11 @@ if _missing_max:
 check_currencies(PAYMENT_CURRENCIES, {code: MAX_ORDER_AMOUNTS[code] for code in PAYMENT_CURRENCIES})
 CURRENCIES = PAYMENT_CURRENCIES  # django-money: the currencies its fields and forms offer
 MAX_ORDERS_PER_PAYMENT = env_int("MAX_ORDERS_PER_PAYMENT", 50)
+# The platform's fee on every pay-in (wallets/fees.py): a percentage of the gross plus a fixed part in minor units.
+PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")
+PLATFORM_FEE_FIXED = {code: int(value) for code, value in env_decimal_map("PLATFORM_FEE_FIXED", {}).items()}
+# The PSP whose clearing account receives pay-ins (psp_clearing:<psp>:<currency>).
+PAYMENT_PSP = env_str("PAYMENT_PSP", "stripe")
 
 # --- Storefront API -------------------------------------------------------------------------------------------------
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)

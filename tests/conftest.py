@@ -50,12 +50,15 @@ def pg_params(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-def _forget_known_sellers() -> None:
-    """wallets.services remembers sellers it saw committed, which holds because sellers are never deleted. Tests
-    that commit then flush the database do delete them, so each test starts with an empty memory."""
-    from wallets import services
+def _forget_known_rows() -> None:
+    """Services remember sellers, wallets and ledger accounts they saw committed, which holds because those rows are
+    never deleted. Tests that commit then flush the database do delete them, so each test starts with no memory."""
+    from ledger import services as ledger_services
+    from wallets import services as wallet_services
 
-    services._known_accounts.clear()
+    wallet_services._known_accounts.clear()
+    wallet_services._known_wallets.clear()
+    ledger_services._known_accounts.clear()
 
 
 _sequence = itertools.count(1)

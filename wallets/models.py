@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
+from ledger.models import Account
+
 SELLER_ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 
@@ -19,3 +21,54 @@ class Seller(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.account
+
+
+class Bucket(models.TextChoices):
+    """Where a seller's money stands: pending until released, then available, reserved while a payout runs."""
+
+    PENDING = "pending"
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+
+
+class Wallet(models.Model):
+    """One seller's balances in one currency: a projection of three ledger accounts, never written on its own.
+
+    PostgreSQL keeps it so (migration 0002): every ledger entry on one of the wallet's accounts updates it in the same
+    statement, under the row's lock, and any other UPDATE of its amounts is refused. The CHECKs are what stop a
+    payout from spending money the seller does not have, whatever the race.
+    """
+
+    seller = models.ForeignKey(
+        Seller, on_delete=models.PROTECT, to_field="account", db_column="seller_account", related_name="wallets"
+    )
+    currency = models.CharField(max_length=3)
+    pending = models.BigIntegerField(default=0, db_default=0)  # minor units
+    available = models.BigIntegerField(default=0, db_default=0)
+    reserved = models.BigIntegerField(default=0, db_default=0)
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["seller", "currency"], name="wallet_one_per_seller_currency"),
+            models.CheckConstraint(condition=models.Q(pending__gte=0), name="wallet_pending_not_negative"),
+            models.CheckConstraint(condition=models.Q(available__gte=0), name="wallet_available_not_negative"),
+            models.CheckConstraint(condition=models.Q(reserved__gte=0), name="wallet_reserved_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.seller_id} {self.currency}"
+
+
+class WalletAccount(models.Model):
+    """Which ledger account backs which bucket of which wallet."""
+
+    account = models.OneToOneField(Account, on_delete=models.PROTECT, primary_key=True, related_name="+")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="accounts")
+    bucket = models.CharField(max_length=10, choices=Bucket.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["wallet", "bucket"], name="wallet_account_one_per_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.wallet} {self.bucket}"

@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+from api.errors import Conflict
+
+
+class InsufficientFunds(Conflict):
+    default_code = "insufficient_funds"
+    default_message = "The seller's balance does not cover this."
