@@ -24,3 +24,7 @@ class PaymentOrderIdTaken(Conflict):
             message = f"payment_order_id {payment_order_id!r} is already in use."
         super().__init__(message, field=f"payment_orders[{index}].payment_order_id")
         self.payment_id = payment_id
+
+
+class SellerNotFound(NotFound):
+    default_message = "No seller with this account among this client's payments."

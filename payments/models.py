@@ -35,7 +35,8 @@ FINAL_STATUSES = frozenset(
 )
 
 
-_CHARGED = frozenset({OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+# Orders whose charge the PSP captured: each has exactly one pay-in posting in the ledger.
+CAPTURED_STATUSES = frozenset({OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
 
 class PaymentEvent(models.Model):
@@ -71,7 +72,7 @@ class PaymentEvent(models.Model):
         statuses = {order.status for order in self.orders.all()}
         if not statuses <= FINAL_STATUSES:
             return self.Status.IN_PROGRESS
-        if statuses <= _CHARGED:
+        if statuses <= CAPTURED_STATUSES:
             return self.Status.SUCCEEDED
         if statuses == {OrderStatus.FAILED}:
             return self.Status.FAILED

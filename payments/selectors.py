@@ -28,3 +28,8 @@ def payment_order_get(*, client: ApiClient, payment_order_id: str) -> PaymentOrd
     if order is None:
         raise PaymentOrderNotFound()
     return order
+
+
+def seller_paid_by(*, client: ApiClient, seller_account: str) -> bool:
+    """Whether any of the client's payments names this seller: a client sees only the sellers it has paid."""
+    return PaymentOrder.objects.filter(event__client=client, seller_id=seller_account).exists()

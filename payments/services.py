@@ -3,16 +3,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from django.db import connection, models, transaction
 from djmoney.money import Money
 
 from api.models import ApiClient
+from ledger.money import to_minor
 from payments.errors import PaymentOrderIdTaken
 from payments.ids import new_public_id
-from payments.models import OrderStatus, PaymentEvent, PaymentOrder
-from wallets.services import sellers_ensure
+from payments.locks import order_lock
+from payments.models import CAPTURED_STATUSES, OrderStatus, PaymentEvent, PaymentOrder
+from wallets.services import payin_post, sellers_ensure
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -154,3 +156,27 @@ def _order_id_taken(*, client: ApiClient, orders: Sequence[NewOrder], inserted: 
         index=index,
         payment_id=payment_id if owner_client_id == client.pk else None,
     )
+
+
+def order_succeed(*, payment_order_id: str, psp_reference: str, actor: str, reason: str = "") -> PaymentOrder:
+    """The PSP captured the order's charge: SUCCESS, and its pay-in posting, in one transaction (DESIGN.md "Pay-in").
+
+    Safe to run twice: an order already captured is returned as it is and nothing is posted again (the posting is
+    also unique per payment_order_id in the ledger).
+    """
+    with transaction.atomic():
+        order = order_lock(payment_order_id=payment_order_id)
+        if order.status in CAPTURED_STATUSES:
+            return order
+        order.psp_reference = psp_reference or order.psp_reference
+        order.mark_success(actor=actor, reason=reason)
+        order.save()
+        money = cast(Money, order.amount)
+        payin_post(
+            seller_account=order.seller_id,
+            currency=money.currency.code,
+            gross=to_minor(money.amount, money.currency.code),
+            reference=order.payment_order_id,
+            actor=actor,
+        )
+    return order

@@ -15,10 +15,11 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from api.serializers import PatternField, StrictSerializer
-from ledger.money import AmountError, format_amount, parse_amount
+from ledger.money import AmountError, format_amount, from_minor, parse_amount
 from payments.models import OrderStatus, PaymentEvent, PaymentOrder
 from payments.services import BuyerInfo, NewOrder
 from wallets.models import SELLER_ACCOUNT_PATTERN
+from wallets.selectors import WalletBalance
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 # ISO 3166-1 alpha-2 country codes, from the CLDR territory list minus its groupings (EU, UN, ...) and ZZ (unknown).
@@ -253,4 +254,34 @@ def _order_fields(order: PaymentOrder) -> dict[str, Any]:
         "currency": money.currency.code,
         "status": order.status,
         "failure_code": order.failure_code or None,
+    }
+
+
+class BalanceOutput(serializers.Serializer):
+    currency = serializers.CharField()
+    pending = serializers.CharField(help_text="Funds awaiting release (delivery confirmed or hold period over).")
+    available = serializers.CharField(help_text="Funds the next payout may pay.")
+    reserved = serializers.CharField(help_text="Funds held by a payout in progress.")
+
+
+class SellerBalanceOutput(serializers.Serializer):
+    seller_account = serializers.CharField()
+    balances = BalanceOutput(many=True)
+
+
+def seller_balance_representation(seller_account: str, balances: list[WalletBalance]) -> dict[str, Any]:
+    def major(minor: int, currency: str) -> str:
+        return format_amount(from_minor(minor, currency), currency)
+
+    return {
+        "seller_account": seller_account,
+        "balances": [
+            {
+                "currency": b.currency,
+                "pending": major(b.pending, b.currency),
+                "available": major(b.available, b.currency),
+                "reserved": major(b.reserved, b.currency),
+            }
+            for b in balances
+        ],
     }

@@ -16,12 +16,16 @@ from payments.api.serializers import (
     PaymentCreateInput,
     PaymentOrderDetailOutput,
     PaymentOutput,
+    SellerBalanceOutput,
     payment_create_arguments,
     payment_order_representation,
     payment_representation,
+    seller_balance_representation,
 )
-from payments.selectors import payment_get, payment_order_get
+from payments.errors import SellerNotFound
+from payments.selectors import payment_get, payment_order_get, seller_paid_by
 from payments.services import payment_create
+from wallets.selectors import wallet_balances
 
 
 class PaymentCreateApi(IdempotentCreateApiView):
@@ -68,3 +72,17 @@ class PaymentOrderDetailApi(ApiView):
     def get(self, request: Request, payment_order_id: str) -> Response:
         order = payment_order_get(client=client_of(request), payment_order_id=payment_order_id)
         return Response(payment_order_representation(order))
+
+
+class SellerBalanceApi(ApiView):
+    @extend_schema(
+        operation_id="seller_balance_retrieve",
+        summary="Read a seller's balances per currency",
+        parameters=[OpenApiParameter("seller_account", str, OpenApiParameter.PATH)],
+        responses={200: SellerBalanceOutput, **error_responses(401, 404)},
+    )
+    def get(self, request: Request, seller_account: str) -> Response:
+        if not seller_paid_by(client=client_of(request), seller_account=seller_account):
+            raise SellerNotFound()
+        balances = wallet_balances(seller_account=seller_account)
+        return Response(seller_balance_representation(seller_account, balances))

@@ -1,0 +1,10 @@
+"""Row locks on payment orders, always taken in primary-key order so that two callers never deadlock."""
+
+from __future__ import annotations
+
+from payments.models import PaymentOrder
+
+
+def order_lock(*, payment_order_id: str) -> PaymentOrder:
+    """Lock one order for the rest of the transaction; a concurrent transition waits instead of racing."""
+    return PaymentOrder.objects.select_for_update().select_related("event").get(payment_order_id=payment_order_id)
