@@ -58,3 +58,21 @@ def test_the_admin_presents_itself_as_the_finance_console(staff: Client) -> None
     page = staff.get("/admin/")
     assert page.status_code == 200
     assert "marketpay finance console" in page.content.decode()
+
+
+def test_ledger_and_wallets_are_visible_and_read_only(staff: Client) -> None:
+    from wallets.services import payin_post
+
+    payin_post(seller_account="seller_adm", currency="EUR", gross=1000, reference="po_admin", actor="test")
+
+    for url in (
+        "/admin/ledger/journaltransaction/",
+        "/admin/ledger/entry/",
+        "/admin/ledger/account/",
+        "/admin/wallets/wallet/",
+    ):
+        assert staff.get(url).status_code == 200, url
+    journals = staff.get("/admin/ledger/journaltransaction/", {"q": "po_admin"}).content.decode()
+    assert "po_admin" in journals
+    assert staff.get("/admin/ledger/entry/add/").status_code == 403
+    assert staff.get("/admin/wallets/wallet/add/").status_code == 403

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from wallets.models import Seller
+from wallets.models import Seller, Wallet
 
 
 @admin.register(Seller)
@@ -15,5 +15,24 @@ class SellerAdmin(admin.ModelAdmin):
     readonly_fields = ["account", "created_at"]
 
     # Sellers are never deleted: their orders and ledger accounts hang off them (and wallets.services relies on it).
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    """Read-only: a wallet is the ledger's projection and changes only through postings."""
+
+    list_display = ["seller", "currency", "pending", "available", "reserved", "updated_at"]
+    list_filter = ["currency"]
+    search_fields = ["=seller__account"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
