@@ -112,6 +112,11 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# A queue per concern, so that slow housekeeping never delays a payment. The Procfile's worker serves every queue.
+CELERY_TASK_ROUTES = {
+    "api.idempotency_keys_purge": {"queue": "maintenance"},
+    "reconciliation.ledger_check": {"queue": "maintenance"},
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Money ----------------------------------------------------------------------------------------------------------

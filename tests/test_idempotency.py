@@ -196,8 +196,9 @@ def test_the_periodic_purge_task_runs_on_a_real_worker(
 
     entry = BEAT_SCHEDULE["purge-expired-idempotency-keys"]
     task = celery_worker_app.tasks[entry["task"]]
-    assert task.queue == "maintenance"  # the queue the Procfile's worker consumes
-    celery_worker_app.send_task(entry["task"], queue=run_queue(task.queue))
+    queue = celery_worker_app.amqp.router.route({}, task.name)["queue"].name
+    assert queue == "maintenance"  # routed to the queue the Procfile's worker consumes
+    celery_worker_app.send_task(entry["task"], queue=run_queue(queue))
 
     # then the worker deletes the expired key only
     wait_until(lambda: not IdempotencyKey.objects.filter(key="k-task-expired").exists())

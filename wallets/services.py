@@ -12,6 +12,9 @@ from wallets.errors import InsufficientFunds
 from wallets.fees import platform_fee
 from wallets.models import Bucket, Seller, Wallet, WalletAccount
 
+# The journal kind of a pay-in posting; its reference is the payment_order_id.
+PAYIN_KIND = "payin"
+
 # Seller accounts this process has seen committed. Sellers are never deleted (orders protect them), so a seller seen
 # once exists for good, and most payments name sellers we know: they skip the INSERT entirely.
 _known_accounts: set[str] = set()
@@ -86,7 +89,7 @@ def payin_post(*, seller_account: str, currency: str, gross: int, reference: str
         lines.append(Line(platform_fees_account(currency), Side.CREDIT, split.fee))
     with transaction.atomic(savepoint=False):
         wallet_ensure(seller_account=seller_account, currency=currency)
-        return journal_post(kind="payin", reference=reference, lines=lines, actor=actor)
+        return journal_post(kind=PAYIN_KIND, reference=reference, lines=lines, actor=actor)
 
 
 def funds_release(*, seller_account: str, currency: str, amount: int, reference: str, actor: str) -> Posting:

@@ -25,7 +25,7 @@ from wallets.models import Seller
 
 CLIENT_NAME = "demo-storefront"
 SELLERS = {"seller_7": "Ada's Ceramics", "seller_9": "Bolt Bikes", "seller_12": "Cedar Books"}
-FINANCE_APPS = ["payments", "api", "wallets"]
+FINANCE_APPS = ["payments", "api", "wallets", "ledger", "reconciliation"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _demo_users() -> list[DemoUser]:
                 user.save(update_fields=["password"])
     return [
         DemoUser("admin", passwords["admin"], "superuser"),
-        DemoUser("finance", passwords["finance"], "staff, view-only on payments, api and wallets"),
+        DemoUser("finance", passwords["finance"], "staff, view-only on every finance app"),
     ]
 
 
