@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint lock bench-api
+.PHONY: install run test lint lock bench-api bench-ledger
 
 $(INSTALLED): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ lock: install
 ## Throughput of POST /v1/payments against a minimal Django INSERT endpoint, measured in the same run.
 bench-api: install
 	$(PY) scripts/devstack.py env -- $(PY) bench/api.py
+
+## Postings per second through the ledger's posting service: spread over sellers, through hot accounts, and raw SQL.
+bench-ledger: install
+	$(PY) scripts/devstack.py env -- $(PY) bench/ledger.py
