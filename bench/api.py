@@ -57,13 +57,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on sys.path: the project's root makes ``bench.harness`` importable.
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
+
+from bench.harness import BenchError, bench_database_urls, exit_on_signal, positive, recreate_database  # noqa: E402
+
 HOST = "127.0.0.1"
 WORKERS = 2
 TARGET_RATIO = 0.5
@@ -74,32 +77,7 @@ STARTUP_TIMEOUT = 60.0
 SAMPLES_KEPT = 2
 
 
-class BenchError(Exception):
-    """A set-up step failed: no figures can be produced."""
-
-
 # --- Set-up -----------------------------------------------------------------------------------------------------------
-
-
-def bench_database_urls(url: str) -> tuple[str, str, str]:
-    """(URL of the bench database, URL of the server's ``postgres`` database, the bench database's name)."""
-    parts = urlsplit(url)
-    name = unquote(parts.path.lstrip("/"))
-    if not name:
-        raise BenchError("DATABASE_URL names no database")
-    bench = name if name.endswith("_bench") else f"{name}_bench"
-    return (
-        parts._replace(path="/" + quote(bench)).geturl(),
-        parts._replace(path="/postgres").geturl(),
-        bench,
-    )
-
-
-def recreate_database(maintenance_url: str, name: str) -> None:
-    # CREATE/DROP DATABASE cannot run inside a transaction block. FORCE ends sessions a crashed earlier run left open.
-    with psycopg.connect(maintenance_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def child_env(bench_url: str) -> dict[str, str]:
@@ -436,29 +414,14 @@ def report(run: Run) -> int:
 # --- Main -------------------------------------------------------------------------------------------------------------
 
 
-def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
-    def parse(text: str) -> float | int:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    # Turns SIGTERM/SIGHUP into SystemExit, so the finally blocks stop gunicorn.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=_positive(float), default=20.0, help="load per endpoint (default 20)")
-    parser.add_argument("--concurrency", type=_positive(int), default=16, help="requests in flight (default 16)")
-    parser.add_argument("--slices", type=_positive(int), default=4, help="slices per endpoint, alternated (default 4)")
+    parser.add_argument("--seconds", type=positive(float), default=20.0, help="load per endpoint (default 20)")
+    parser.add_argument("--concurrency", type=positive(int), default=16, help="requests in flight (default 16)")
+    parser.add_argument("--slices", type=positive(int), default=4, help="slices per endpoint, alternated (default 4)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGHUP, _exit_on_signal)
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGHUP, exit_on_signal)
 
     missing = [name for name in ("DATABASE_URL", "SECRET_KEY") if not os.environ.get(name)]
     if missing:
@@ -466,7 +429,7 @@ def main(argv: list[str]) -> int:
         return 2
     warmup = min(2.0, max(0.5, args.seconds / 10))
     try:
-        bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"])
+        bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"], "_bench")
         print(f"CPUs: {os.cpu_count()}   python {sys.version.split()[0]}")
         print(f"gunicorn: {WORKERS} sync workers, DB_CONN_MAX_AGE=600, no access log   database: {db_name} (recreated)")
         print(

@@ -74,12 +74,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
-from psycopg import sql
 
 if TYPE_CHECKING:
     from ledger.services import AccountRef
@@ -89,6 +86,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # app. The project's root takes its place (worker processes inherit the parent's sys.path).
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(ROOT)
+
+from bench.harness import BenchError, bench_database_urls, exit_on_signal, positive, recreate_database  # noqa: E402
 
 # The project's modules are imported inside the functions that use them: Django's models can be imported only once
 # django.setup() has run, which every process does first. A repeated import is a look-up in sys.modules, a few
@@ -117,32 +116,7 @@ KINDS = {"a": "bench_spread", "b": "payin", "c": "bench_raw"}
 APP_NAMES = {"a": "bench_ledger_django", "b": "bench_ledger_django", "c": "bench_ledger_raw"}
 
 
-class BenchError(Exception):
-    """A set-up step failed: no figures can be produced."""
-
-
 # --- Set-up (parent process) ------------------------------------------------------------------------------------------
-
-
-def bench_database_urls(url: str) -> tuple[str, str, str]:
-    """(URL of the bench database, URL of the server's ``postgres`` database, the bench database's name)."""
-    parts = urlsplit(url)
-    name = unquote(parts.path.lstrip("/"))
-    if not name:
-        raise BenchError("DATABASE_URL names no database")
-    bench = name if name.endswith(DB_SUFFIX) else f"{name}{DB_SUFFIX}"
-    return (
-        parts._replace(path="/" + quote(bench)).geturl(),
-        parts._replace(path="/postgres").geturl(),
-        bench,
-    )
-
-
-def recreate_database(maintenance_url: str, name: str) -> None:
-    # CREATE/DROP DATABASE cannot run inside a transaction block. FORCE ends sessions a crashed earlier run left open.
-    with psycopg.connect(maintenance_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def use_bench_database(bench_url: str) -> None:
@@ -631,34 +605,19 @@ def report(run: Run, checks: list[tuple[bool, str]]) -> int:
 # --- Main -------------------------------------------------------------------------------------------------------------
 
 
-def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
-    def parse(text: str) -> float | int:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    # Turns SIGTERM/SIGHUP into SystemExit, so the finally blocks stop the workers.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=_positive(float), default=15.0, help="load per workload (default 15)")
+    parser.add_argument("--seconds", type=positive(float), default=15.0, help="load per workload (default 15)")
     parser.add_argument(
         "--workers",
-        type=_positive(int),
+        type=positive(int),
         default=16,
         help="posting processes, two database connections each (default 16)",
     )
-    parser.add_argument("--slices", type=_positive(int), default=3, help="slices per workload, alternated (default 3)")
+    parser.add_argument("--slices", type=positive(int), default=3, help="slices per workload, alternated (default 3)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGHUP, _exit_on_signal)
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGHUP, exit_on_signal)
 
     missing = [name for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY") if not os.environ.get(name)]
     if missing:
@@ -667,7 +626,7 @@ def main(argv: list[str]) -> int:
     warmup = min(2.0, max(0.5, args.seconds / 10))
     workers: Workers | None = None
     try:
-        bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"])
+        bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"], DB_SUFFIX)
         print(f"CPUs: {os.cpu_count()}   python {sys.version.split()[0]}   database: {db_name} (recreated)")
         print(
             f"load: {args.workers} worker processes, {SELLERS} sellers, {args.seconds:g} s per workload in "

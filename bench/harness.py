@@ -1,0 +1,56 @@
+"""What every benchmark script shares: its own database, option parsing, signal handling."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from types import FrameType
+from urllib.parse import quote, unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+
+
+class BenchError(Exception):
+    """A set-up step failed: no figures can be produced."""
+
+
+def bench_database_urls(url: str, suffix: str) -> tuple[str, str, str]:
+    """(URL of the bench database, URL of the server's ``postgres`` database, the bench database's name).
+
+    The bench database is DATABASE_URL's with ``suffix`` added, so a benchmark never touches the developer's data.
+    """
+    parts = urlsplit(url)
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise BenchError("DATABASE_URL names no database")
+    bench = name if name.endswith(suffix) else f"{name}{suffix}"
+    return (
+        parts._replace(path="/" + quote(bench)).geturl(),
+        parts._replace(path="/postgres").geturl(),
+        bench,
+    )
+
+
+def recreate_database(maintenance_url: str, name: str) -> None:
+    # CREATE/DROP DATABASE cannot run inside a transaction block. FORCE ends sessions a crashed earlier run left open.
+    with psycopg.connect(maintenance_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
+    """An argparse type: a number of ``kind`` above zero."""
+
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    # Turns SIGTERM/SIGHUP into SystemExit, so that the scripts' finally blocks stop what they started.
+    raise SystemExit(128 + signum)
