@@ -99,3 +99,18 @@ def check_currencies(currencies: list[str], maxima: dict[str, Decimal]) -> None:
             )
         if not 0 < maxima[code] < Decimal(10) ** _AMOUNT_INTEGER_DIGITS:
             raise ImproperlyConfigured(f"MAX_ORDER_AMOUNTS: {code} must be above 0 and below 10^15")
+
+
+def check_fees(
+    currencies: list[str], percent: Decimal, percent_by_currency: dict[str, Decimal], fixed: dict[str, Decimal]
+) -> None:
+    """Refuse, at start-up, a fee that could exceed a payment or be negative, or one for a currency not accepted."""
+    for name, value in [("PLATFORM_FEE_PERCENT", percent), *percent_by_currency.items()]:
+        if not 0 <= value <= 100:
+            raise ImproperlyConfigured(f"platform fee percent {name}={value} must be between 0 and 100")
+    for code, value in fixed.items():
+        if value < 0 or value != value.to_integral_value():
+            raise ImproperlyConfigured(f"PLATFORM_FEE_FIXED: {code}={value} must be whole minor units, 0 or more")
+    unknown = sorted((set(percent_by_currency) | set(fixed)) - set(currencies))
+    if unknown:
+        raise ImproperlyConfigured(f"platform fee settings name currencies not in PAYMENT_CURRENCIES: {unknown}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import check_currencies, env_bool, env_decimal, env_decimal_map, env_int, env_list, env_str
+from config.env import check_currencies, check_fees, env_bool, env_decimal, env_decimal_map, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,9 @@ CURRENCIES = PAYMENT_CURRENCIES  # django-money: the currencies its fields and f
 MAX_ORDERS_PER_PAYMENT = env_int("MAX_ORDERS_PER_PAYMENT", 50)
 # The platform's fee on every pay-in (wallets/fees.py): a percentage of the gross plus a fixed part in minor units.
 PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")
-PLATFORM_FEE_FIXED = {code: int(value) for code, value in env_decimal_map("PLATFORM_FEE_FIXED", {}).items()}
+PLATFORM_FEE_PERCENT_BY_CURRENCY = env_decimal_map("PLATFORM_FEE_PERCENT_BY_CURRENCY", {})
+PLATFORM_FEE_FIXED = env_decimal_map("PLATFORM_FEE_FIXED", {})
+check_fees(PAYMENT_CURRENCIES, PLATFORM_FEE_PERCENT, PLATFORM_FEE_PERCENT_BY_CURRENCY, PLATFORM_FEE_FIXED)
 # The PSP whose clearing account receives pay-ins (psp_clearing:<psp>:<currency>).
 PAYMENT_PSP = env_str("PAYMENT_PSP", "stripe")
 

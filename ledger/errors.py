@@ -19,3 +19,9 @@ class AccountMismatch(LedgerError):
     """An account code already exists with another type or currency."""
 
     code = "account_mismatch"
+
+
+class PostingConflict(LedgerError):
+    """(kind, reference) names an event already posted with other entries."""
+
+    code = "posting_conflict"

@@ -67,7 +67,10 @@ class Entry(models.Model):
     journal = models.ForeignKey(JournalTransaction, on_delete=models.PROTECT, related_name="entries")
     # No single-column foreign key constraint: the (account_id, currency) one (migration 0002) already guarantees the
     # account exists, and a second key would take a second share lock on the hot accounts' rows for every entry.
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_constraint=False)
+    # No index of its own either: the (account, effective_at) index starts with it.
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="entries", db_constraint=False, db_index=False
+    )
     side = models.CharField(max_length=1, choices=Side.choices)
     amount = models.BigIntegerField()  # minor units of ``currency``
     currency = models.CharField(max_length=3)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from ledger.errors import AccountMismatch, InvalidPosting, UnbalancedPosting
+from ledger.errors import AccountMismatch, InvalidPosting, PostingConflict, UnbalancedPosting
 from ledger.models import Account, AccountType, Entry, JournalTransaction, Side
 
 
@@ -41,18 +41,25 @@ class Posting:
 # currency never change, so a remembered id stays right; remembering saves a lookup on every posting.
 _known_accounts: dict[str, tuple[int, str, str]] = {}
 
-_INSERT_JOURNAL = """
-INSERT INTO ledger_journaltransaction (kind, reference, effective_at, memo, actor)
-VALUES (%s, %s, coalesce(%s, statement_timestamp()), %s, %s)
-ON CONFLICT (kind, reference) DO NOTHING
-RETURNING id, effective_at
-"""
-
-_INSERT_ENTRIES = """
-INSERT INTO ledger_entry (journal_id, account_id, side, amount, currency, effective_at)
-SELECT %s, line.account_id, line.side, line.amount, line.currency, %s
-FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::varchar[]) AS line(account_id, side, amount, currency)
-ORDER BY line.account_id
+# The header and its entries in one statement: one round trip, and no moment at which a journal exists without its
+# entries (which the "has entries" check would refuse under SET CONSTRAINTS ALL IMMEDIATE). Entries go in by account
+# id: a posting that moves guarded balance rows (wallets) locks them in one global order, so two postings over the
+# same two wallets cannot deadlock.
+_INSERT_POSTING = """
+WITH journal AS (
+    INSERT INTO ledger_journaltransaction (kind, reference, effective_at, memo, actor)
+    VALUES (%(kind)s, %(reference)s, coalesce(%(effective_at)s, statement_timestamp()), %(memo)s, %(actor)s)
+    ON CONFLICT (kind, reference) DO NOTHING
+    RETURNING id, effective_at
+), entries AS (
+    INSERT INTO ledger_entry (journal_id, account_id, side, amount, currency, effective_at)
+    SELECT journal.id, line.account_id, line.side, line.amount, line.currency, journal.effective_at
+    FROM journal, unnest(%(accounts)s::bigint[], %(sides)s::varchar[], %(amounts)s::bigint[], %(currencies)s::varchar[])
+        AS line(account_id, side, amount, currency)
+    ORDER BY line.account_id
+    RETURNING 1
+)
+SELECT id FROM journal
 """
 
 
@@ -76,31 +83,46 @@ def journal_post(
     with transaction.atomic(savepoint=False):
         account_ids = accounts_ensure(accounts=[line.account for line in lines])
         with connection.cursor() as cursor:
-            cursor.execute(_INSERT_JOURNAL, [kind, reference, effective_at, memo, actor])
-            inserted = cursor.fetchone()
-            if inserted is None:
-                existing = JournalTransaction.objects.values_list("pk", flat=True).get(kind=kind, reference=reference)
-                return Posting(journal_id=existing, kind=kind, reference=reference, created=False)
-            journal_id, effective = inserted
-            # Entries go in by account id: a posting that touches guarded balance rows (wallets) locks them in one
-            # global order, so two postings over the same two wallets cannot deadlock.
             cursor.execute(
-                _INSERT_ENTRIES,
-                [
-                    journal_id,
-                    effective,
-                    [account_ids[line.account.code] for line in lines],
-                    [line.side.value for line in lines],
-                    [line.amount for line in lines],
-                    [line.account.currency for line in lines],
-                ],
+                _INSERT_POSTING,
+                {
+                    "kind": kind,
+                    "reference": reference,
+                    "effective_at": effective_at,
+                    "memo": memo,
+                    "actor": actor,
+                    "accounts": [account_ids[line.account.code] for line in lines],
+                    "sides": [line.side.value for line in lines],
+                    "amounts": [line.amount for line in lines],
+                    "currencies": [line.account.currency for line in lines],
+                },
             )
-    return Posting(journal_id=journal_id, kind=kind, reference=reference, created=True)
+            inserted = cursor.fetchone()
+    if inserted is not None:
+        return Posting(journal_id=inserted[0], kind=kind, reference=reference, created=True)
+    # Checked outside the atomic block, so that refusing leaves the caller's transaction usable.
+    existing = JournalTransaction.objects.get(kind=kind, reference=reference)
+    _same_posting(existing, lines, account_ids)
+    return Posting(journal_id=existing.pk, kind=kind, reference=reference, created=False)
+
+
+def _same_posting(existing: JournalTransaction, lines: Sequence[Line], account_ids: dict[str, int]) -> None:
+    """A repeat of an event must be that event: the same entries. Anything else is a second event under a used name,
+    which silently returning the first posting would lose."""
+    wanted = sorted((account_ids[line.account.code], line.side.value, line.amount) for line in lines)
+    stored = sorted(Entry.objects.filter(journal=existing).values_list("account_id", "side", "amount"))
+    if wanted != stored:
+        raise PostingConflict(
+            f"{existing.kind}:{existing.reference} was posted before with other entries; "
+            "a new event needs a new reference"
+        )
 
 
 def journal_reverse(*, kind: str, reference: str, actor: str, memo: str = "") -> Posting:
     """Post the mirror image of the posting (kind, reference): every debit a credit and back. Idempotent too."""
-    original = JournalTransaction.objects.get(kind=kind, reference=reference)
+    original = JournalTransaction.objects.filter(kind=kind, reference=reference).first()
+    if original is None:
+        raise InvalidPosting(f"there is no posting {kind}:{reference} to reverse")
     entries = Entry.objects.filter(journal=original).select_related("account")
     lines = [
         Line(

@@ -7,4 +7,10 @@ from payments.models import PaymentOrder
 
 def order_lock(*, payment_order_id: str) -> PaymentOrder:
     """Lock one order for the rest of the transaction; a concurrent transition waits instead of racing."""
-    return PaymentOrder.objects.select_for_update().select_related("event").get(payment_order_id=payment_order_id)
+    # of=("self",): the order's row only. Locking its payment too would queue every order of a multi-seller payment
+    # behind each other.
+    return (
+        PaymentOrder.objects.select_for_update(of=("self",))
+        .select_related("event")
+        .get(payment_order_id=payment_order_id)
+    )

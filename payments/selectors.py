@@ -4,7 +4,7 @@ from django.db.models import Prefetch
 
 from api.models import ApiClient
 from payments.errors import PaymentNotFound, PaymentOrderNotFound
-from payments.models import PaymentEvent, PaymentOrder
+from payments.models import CAPTURED_STATUSES, PaymentEvent, PaymentOrder
 
 
 def payment_get(*, client: ApiClient, payment_id: str) -> PaymentEvent:
@@ -31,5 +31,10 @@ def payment_order_get(*, client: ApiClient, payment_order_id: str) -> PaymentOrd
 
 
 def seller_paid_by(*, client: ApiClient, seller_account: str) -> bool:
-    """Whether any of the client's payments names this seller: a client sees only the sellers it has paid."""
-    return PaymentOrder.objects.filter(event__client=client, seller_id=seller_account).exists()
+    """Whether the client has paid this seller (a captured order): a client sees only the sellers it has paid.
+
+    Naming a seller in a payment is not enough: anyone could, and then read a balance made of other clients' money.
+    """
+    return PaymentOrder.objects.filter(
+        event__client=client, seller_id=seller_account, status__in=CAPTURED_STATUSES
+    ).exists()

@@ -56,7 +56,7 @@ def _forget_known_rows() -> None:
     from ledger import services as ledger_services
     from wallets import services as wallet_services
 
-    wallet_services._known_accounts.clear()
+    wallet_services._known_sellers.clear()
     wallet_services._known_wallets.clear()
     ledger_services._known_accounts.clear()
 

@@ -6,7 +6,7 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from ledger.errors import AccountMismatch, InvalidPosting, UnbalancedPosting
+from ledger.errors import AccountMismatch, InvalidPosting, PostingConflict, UnbalancedPosting
 from ledger.models import AccountType, Entry, JournalTransaction, Side
 from ledger.selectors import account_balance, trial_balances
 from ledger.services import AccountRef, Line, accounts_ensure, journal_post, journal_reverse
@@ -38,10 +38,19 @@ def test_a_balanced_posting_moves_every_balance() -> None:
 
 def test_posting_the_same_event_twice_posts_it_once() -> None:
     first = journal_post(kind="payin", reference="po_2", lines=payin("po_2"), actor="test")
-    again = journal_post(kind="payin", reference="po_2", lines=payin("po_2", gross=999_999), actor="test")
+    again = journal_post(kind="payin", reference="po_2", lines=list(reversed(payin("po_2"))), actor="test")
 
     assert (again.journal_id, again.created) == (first.journal_id, False)
     assert JournalTransaction.objects.count() == 1
+    assert account_balance(code=CLEARING.code) == 1000
+
+
+def test_another_event_under_a_used_reference_is_refused_not_dropped() -> None:
+    journal_post(kind="payin", reference="po_2b", lines=payin("po_2b"), actor="test")
+
+    with pytest.raises(PostingConflict):
+        journal_post(kind="payin", reference="po_2b", lines=payin("po_2b", gross=999_999), actor="test")
+
     assert account_balance(code=CLEARING.code) == 1000
 
 
@@ -191,3 +200,17 @@ def test_postgresql_keeps_the_ledger_append_only(statement: str) -> None:
         cursor.execute(statement)
     assert account_balance(code=CLEARING.code) == 1000
     assert Entry.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_refuses_entries_added_to_a_committed_journal() -> None:
+    # given a committed posting
+    posting = journal_post(kind="payin", reference="po_5", lines=payin("po_5"), actor="test")
+    ids = accounts_ensure(accounts=[CLEARING, SELLER])
+
+    # when a later transaction slips a balanced pair into it, then COMMIT refuses it
+    with pytest.raises(DatabaseError, match="corrections are new postings"), transaction.atomic():
+        with connection.cursor() as cursor:
+            _raw_entry(cursor, posting.journal_id, ids[CLEARING.code], "D", 5000, "EUR")
+            _raw_entry(cursor, posting.journal_id, ids[SELLER.code], "C", 5000, "EUR")
+    assert Entry.objects.filter(journal_id=posting.journal_id).count() == 3

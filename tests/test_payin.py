@@ -78,10 +78,21 @@ def test_a_client_reads_the_balance_of_a_seller_it_paid(api: APIClient, post_pay
     }
 
 
-def test_a_seller_paid_but_not_yet_captured_has_no_balances(api: APIClient, post_payment: Callable[..., Any]) -> None:
-    post_payment(payment_body(payment_orders=[order(seller_account="seller_b2")]))
-    response = api.get("/v1/sellers/seller_b2/balance")
-    assert response.json() == {"seller_account": "seller_b2", "balances": []}
+def test_naming_a_seller_in_a_payment_is_not_enough_to_read_its_balance(
+    post_payment: Callable[..., Any], make_api: Callable[[str | None], APIClient]
+) -> None:
+    # given a seller with money from one client's captured payment
+    created = post_payment(payment_body(payment_orders=[order(seller_account="seller_b2")])).json()
+    captured = created["payment_orders"][0]["payment_order_id"]
+    _executing(captured)
+    order_succeed(payment_order_id=captured, psp_reference="pi", actor="test")
+    # and another client that only names the seller in a payment it never completes
+    other_key = api_client_create(name=unique("curious")).key
+    other = make_api(other_key)
+    post_payment(payment_body(payment_orders=[order(seller_account="seller_b2", amount="0.01")]), client=other)
+
+    # when the other client asks for the seller's balance, then the seller does not exist for it
+    assert other.get("/v1/sellers/seller_b2/balance").status_code == 404
 
 
 def test_a_client_cannot_read_a_seller_it_never_paid(

@@ -26,3 +26,23 @@ def test_a_currency_the_columns_cannot_hold_is_refused_at_start_up(
 
 def test_the_default_currencies_are_accepted() -> None:
     check_currencies(["EUR", "JPY", "KWD"], {"EUR": Decimal(100000), "JPY": Decimal(15000000), "KWD": Decimal(30000)})
+
+
+@pytest.mark.parametrize(
+    ("percent", "by_currency", "fixed", "message"),
+    [
+        (Decimal(-5), {}, {}, "between 0 and 100"),
+        (Decimal(101), {}, {}, "between 0 and 100"),
+        (Decimal(5), {"JPY": Decimal(150)}, {}, "between 0 and 100"),
+        (Decimal(5), {}, {"EUR": Decimal("0.30")}, "whole minor units"),
+        (Decimal(5), {}, {"EUR": Decimal(-1)}, "whole minor units"),
+        (Decimal(5), {"XXX": Decimal(1)}, {}, "not in PAYMENT_CURRENCIES"),
+    ],
+)
+def test_a_fee_setting_that_could_break_pay_ins_is_refused_at_start_up(
+    percent: Decimal, by_currency: dict[str, Decimal], fixed: dict[str, Decimal], message: str
+) -> None:
+    from config.env import check_fees
+
+    with pytest.raises(ImproperlyConfigured, match=message):
+        check_fees(["EUR", "JPY"], percent, by_currency, fixed)

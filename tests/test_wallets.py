@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from hypothesis import given, settings
@@ -109,3 +112,75 @@ def test_an_overdrawn_release_is_caught_by_the_database_not_only_by_code() -> No
             ],
             actor="test",
         )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE wallets_wallet SET seller_account = 'seller_9'",
+        "UPDATE wallets_wallet SET currency = 'USD'",
+        "DELETE FROM wallets_wallet",
+        "UPDATE wallets_walletaccount SET bucket = 'available' WHERE bucket = 'pending'",
+        "DELETE FROM wallets_walletaccount",
+        "TRUNCATE wallets_walletaccount, wallets_wallet",
+    ],
+)
+def test_a_wallet_and_its_accounts_are_never_rewritten(statement: str) -> None:
+    payin_post(seller_account="seller_7", currency="EUR", gross=1000, reference="po_7", actor="test")
+    seller_9_before = wallet_balances(seller_account="seller_9")
+    with pytest.raises(DatabaseError, match="only ever grow"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL ledger.allow_truncate = 'off'")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # TRUNCATE is refused while checks are pending
+        cursor.execute(statement)
+    assert wallet_balances(seller_account="seller_9") == seller_9_before
+    assert (
+        wallet_ledger_balances(seller_account="seller_7", currency="EUR")
+        == wallet_balances(seller_account="seller_7")[0]
+    )
+
+
+def test_an_account_with_entries_cannot_be_mapped_to_a_wallet_late() -> None:
+    from ledger.models import Side
+    from ledger.services import Line, journal_post
+    from wallets.models import Bucket
+    from wallets.services import wallet_account, wallet_ensure
+
+    journal_post(
+        kind="manual",
+        reference="before-the-wallet",
+        lines=[
+            Line(psp_clearing_account("EUR"), Side.DEBIT, 500),
+            Line(wallet_account("seller_late", "EUR", Bucket.PENDING), Side.CREDIT, 500),
+        ],
+        actor="test",
+    )
+    with pytest.raises(IntegrityError, match="already has entries"), transaction.atomic():
+        wallet_ensure(seller_account="seller_late", currency="EUR")
+
+
+def test_two_sellers_releases_with_the_same_reference_do_not_collide() -> None:
+    for seller in ("seller_a", "seller_b"):
+        payin_post(seller_account=seller, currency="EUR", gross=1000, reference=f"po_{seller}", actor="test")
+    funds_release(seller_account="seller_a", currency="EUR", amount=100, reference="hold-2026-11", actor="test")
+    funds_release(seller_account="seller_b", currency="EUR", amount=200, reference="hold-2026-11", actor="test")
+
+    assert wallet_balances(seller_account="seller_a")[0].available == 100
+    assert wallet_balances(seller_account="seller_b")[0].available == 200
+
+
+@pytest.mark.parametrize(
+    ("gross", "currency", "expected"),
+    [
+        (1000, "EUR", 50 + 30),  # 5 % + 30
+        (10, "EUR", 10),  # 0.5 + 30 is more than the gross: capped at it
+        (1010, "EUR", 51 + 30),  # 50.5 rounds half up
+        (700, "JPY", 25),  # JPY's own 3.5 %: 24.5 rounds half up, no fixed part
+    ],
+)
+def test_the_fee_follows_the_currency_rule_and_rounds_half_up(
+    settings: Any, gross: int, currency: str, expected: int
+) -> None:
+    settings.PLATFORM_FEE_PERCENT = Decimal(5)
+    settings.PLATFORM_FEE_PERCENT_BY_CURRENCY = {"JPY": Decimal("3.5")}
+    settings.PLATFORM_FEE_FIXED = {"EUR": Decimal(30)}
+    assert platform_fee(gross, currency) == expected

@@ -8,11 +8,14 @@ from django.conf import settings
 
 
 def platform_fee(gross: int, currency: str) -> int:
-    """The platform's fee on ``gross`` minor units: PLATFORM_FEE_PERCENT of it plus the currency's fixed part.
+    """The platform's fee on ``gross`` minor units: the currency's percentage of it plus its fixed part.
 
-    Rounding rule: the percentage part is rounded half up to a whole minor unit; the fee never exceeds the gross,
-    so the seller's share (gross - fee) is never negative and the two parts always add up to the whole.
+    The percentage is PLATFORM_FEE_PERCENT_BY_CURRENCY's for the currency, else PLATFORM_FEE_PERCENT; the fixed part
+    PLATFORM_FEE_FIXED's, else 0 (all checked at start-up). Rounding rule: the percentage part is rounded half up to a
+    whole minor unit; the fee never exceeds the gross, so the seller's share (gross - fee) is never negative and the
+    two parts always add up to the whole.
     """
-    percent_part = (Decimal(gross) * settings.PLATFORM_FEE_PERCENT / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    fixed_part = settings.PLATFORM_FEE_FIXED.get(currency, 0)
+    percent = settings.PLATFORM_FEE_PERCENT_BY_CURRENCY.get(currency, settings.PLATFORM_FEE_PERCENT)
+    percent_part = (Decimal(gross) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    fixed_part = int(settings.PLATFORM_FEE_FIXED.get(currency, 0))
     return min(gross, int(percent_part) + fixed_part)

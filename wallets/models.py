@@ -34,9 +34,9 @@ class Bucket(models.TextChoices):
 class Wallet(models.Model):
     """One seller's balances in one currency: a projection of three ledger accounts, never written on its own.
 
-    PostgreSQL keeps it so (migration 0002): every ledger entry on one of the wallet's accounts updates it in the same
-    statement, under the row's lock, and any other UPDATE of its amounts is refused. The CHECKs are what stop a
-    payout from spending money the seller does not have, whatever the race.
+    PostgreSQL keeps it so (migrations 0003 and 0005): every ledger entry on one of the wallet's accounts updates it
+    in the same statement, under the row's lock, and any other UPDATE of its amounts is refused. The CHECKs are what
+    stop a payout from spending money the seller does not have, whatever the race.
     """
 
     seller = models.ForeignKey(
@@ -64,11 +64,15 @@ class WalletAccount(models.Model):
     """Which ledger account backs which bucket of which wallet."""
 
     account = models.OneToOneField(Account, on_delete=models.PROTECT, primary_key=True, related_name="+")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="accounts")
+    # No index of its own: the unique (wallet, bucket) index starts with it.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="accounts", db_index=False)
     bucket = models.CharField(max_length=10, choices=Bucket.choices)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["wallet", "bucket"], name="wallet_account_one_per_bucket")]
+        constraints = [
+            models.UniqueConstraint(fields=["wallet", "bucket"], name="wallet_account_one_per_bucket"),
+            models.CheckConstraint(condition=models.Q(bucket__in=Bucket.values), name="wallet_account_bucket_known"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.wallet} {self.bucket}"

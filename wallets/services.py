@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from ledger.models import AccountType, Side
 from ledger.services import AccountRef, Line, Posting, accounts_ensure, journal_post
-from wallets.errors import InsufficientFunds
+from wallets.errors import InsufficientFunds, WalletMappingError
 from wallets.fees import platform_fee
 from wallets.models import Bucket, Seller, Wallet, WalletAccount
 
@@ -17,7 +17,7 @@ PAYIN_KIND = "payin"
 
 # Seller accounts this process has seen committed. Sellers are never deleted (orders protect them), so a seller seen
 # once exists for good, and most payments name sellers we know: they skip the INSERT entirely.
-_known_accounts: set[str] = set()
+_known_sellers: set[str] = set()
 # Wallets (seller, currency) this process has seen committed, with their accounts mapped: same reasoning.
 _known_wallets: set[tuple[str, str]] = set()
 
@@ -27,14 +27,14 @@ def sellers_ensure(*, accounts: Iterable[str]) -> None:
 
     Sorted, so that two payments naming the same new sellers insert them in the same order and cannot deadlock.
     """
-    unknown = sorted(set(accounts) - _known_accounts)
+    unknown = sorted(set(accounts) - _known_sellers)
     if not unknown:
         return
-    if len(_known_accounts) > 100_000:  # a bound on memory; forgetting only costs an INSERT that does nothing
-        _known_accounts.clear()
+    if len(_known_sellers) > 100_000:  # a bound on memory; forgetting only costs an INSERT that does nothing
+        _known_sellers.clear()
     Seller.objects.bulk_create([Seller(account=account) for account in unknown], ignore_conflicts=True)
     # Only once committed: a rolled-back transaction takes its new sellers with it.
-    transaction.on_commit(lambda: _known_accounts.update(unknown))
+    transaction.on_commit(lambda: _known_sellers.update(unknown))
 
 
 def wallet_account(seller_account: str, currency: str, bucket: Bucket) -> AccountRef:
@@ -65,6 +65,10 @@ def wallet_ensure(*, seller_account: str, currency: str) -> None:
             [WalletAccount(account_id=ids[ref.code], wallet_id=wallet_id, bucket=b) for b, ref in refs.items()],
             ignore_conflicts=True,
         )
+        mapped = dict(WalletAccount.objects.filter(wallet_id=wallet_id).values_list("bucket", "account_id"))
+        if mapped != {bucket: ids[ref.code] for bucket, ref in refs.items()}:
+            # ignore_conflicts hides a mapping that disagrees; a wallet must not be trusted on top of one.
+            raise WalletMappingError(f"wallet {seller_account} {currency} is mapped to other accounts: {mapped}")
     transaction.on_commit(lambda: _known_wallets.add((seller_account, currency)))
 
 
@@ -105,8 +109,11 @@ def funds_release(*, seller_account: str, currency: str, amount: int, reference:
     wallet_ensure(seller_account=seller_account, currency=currency)
     try:
         with transaction.atomic():
-            return journal_post(kind="release", reference=reference, lines=lines, actor=actor)
+            # The reference names the release within this seller's wallet: two sellers' releases never collide.
+            return journal_post(
+                kind="release", reference=f"{seller_account}:{currency}:{reference}", lines=lines, actor=actor
+            )
     except IntegrityError as exc:
-        if "wallet_pending_not_negative" not in str(exc):
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != "wallet_pending_not_negative":
             raise
         raise InsufficientFunds(f"{seller_account} has less than {amount} pending in {currency}") from exc
