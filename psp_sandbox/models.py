@@ -1,0 +1,151 @@
+"""The sandbox PSP's own state: what "Stripe" knows. The other apps never touch these tables; they only talk to the
+sandbox over HTTP, as they would to Stripe. Ids are Stripe's (``pi_…``, ``ch_…``, ``txn_…``) and are the primary keys.
+Amounts are integers in minor units, currencies lower-case, as in Stripe's API.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def stripe_id(prefix: str) -> str:
+    """A Stripe-style id: the object's prefix, an underscore and 24 random alphanumerics."""
+    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(24))}"
+
+
+class PaymentIntent(models.Model):
+    class Status(models.TextChoices):
+        REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+        REQUIRES_CONFIRMATION = "requires_confirmation"
+        REQUIRES_ACTION = "requires_action"
+        PROCESSING = "processing"
+        SUCCEEDED = "succeeded"
+        CANCELED = "canceled"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=32, choices=Status.choices)
+    payment_method = models.CharField(max_length=255, blank=True)
+    payment_method_types = models.JSONField(default=list)
+    description = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict)
+    # Copied out of metadata so that "which intents and charges belong to this order" is an indexed lookup.
+    payment_order_id = models.CharField(max_length=255, blank=True, db_index=True)
+    client_secret = models.CharField(max_length=100)
+    return_url = models.TextField(blank=True)
+    last_payment_error = models.JSONField(null=True, blank=True)
+    next_action = models.JSONField(null=True, blank=True)
+    created = models.DateTimeField()
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="psp_sandbox_pi_amount_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["created"], name="psp_sandbox_pi_created"),
+            # Search by metadata is a jsonb containment (metadata @> '{"key": "value"}'), which a GIN index serves.
+            GinIndex(fields=["metadata"], name="psp_sandbox_pi_metadata"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class BalanceTransaction(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        AVAILABLE = "available"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    type = models.CharField(max_length=32, default="charge")
+    reporting_category = models.CharField(max_length=32, default="charge")
+    amount = models.BigIntegerField()
+    fee = models.BigIntegerField()
+    net = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    available_on = models.DateTimeField()
+    source = models.CharField(max_length=40)
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # The parts always add up to the whole (STYLE.md "Money"): the settlement report will rely on it.
+            models.CheckConstraint(
+                condition=models.Q(net=models.F("amount") - models.F("fee")), name="psp_sandbox_txn_net"
+            ),
+        ]
+        indexes = [models.Index(fields=["available_on"], name="psp_sandbox_txn_available_on")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} fee {self.fee}"
+
+
+class Charge(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    # The charges that move (or are moving) the buyer's money: what "PSP charges per order ≤ 1" counts.
+    MONEY_MOVING = (Status.PENDING, Status.SUCCEEDED)
+
+    id = models.CharField(primary_key=True, max_length=40)
+    payment_intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="charges")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    payment_method = models.CharField(max_length=255)
+    balance_transaction = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="charge"
+    )
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.TextField(blank=True)
+    outcome = models.JSONField(default=dict)
+    metadata = models.JSONField(default=dict)
+    # Deliberately not unique: if a caller charges one order twice (say, with two idempotency keys), the sandbox must
+    # let it happen, like Stripe would, so that the chaos test can see and count the double charge.
+    payment_order_id = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["payment_order_id", "status"], name="psp_sandbox_ch_order_status")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class IdempotencyKey(models.Model):
+    """The first response to an ``Idempotency-Key``, replayed to every retry of the same request for 24 hours.
+
+    Written in the same transaction as the objects the request created, so a stored response and the charge it
+    describes commit together or not at all.
+    """
+
+    # A digest of the API key, not the key: keys are scoped per API key as at Stripe, and no secret sits in a table.
+    api_key_digest = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    request_method = models.CharField(max_length=8)
+    request_path = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.TextField()
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key_digest", "key"], name="psp_sandbox_idempotency_key_unique"),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="psp_sandbox_idem_expires")]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.response_status}"

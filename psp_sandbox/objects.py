@@ -1,0 +1,140 @@
+"""The sandbox's rows rendered as Stripe's API objects (the fields stripe-python and our adapter read, in Stripe's
+names and types: unix timestamps, minor units, ``null`` where Stripe has nothing to say)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from psp_sandbox.errors import InvalidRequest
+from psp_sandbox.models import BalanceTransaction, Charge, PaymentIntent
+
+# What ``expand[]`` may name on a PaymentIntent: enough to read the fee of a payment in one call.
+EXPANDABLE = frozenset({"latest_charge", "latest_charge.balance_transaction"})
+
+
+def expansions(requested: list[str] | None, *, prefix: str = "") -> frozenset[str]:
+    wanted = set()
+    for index, name in enumerate(requested or []):
+        field = name[len(prefix) :] if name.startswith(prefix) else None
+        if field is None or field not in EXPANDABLE:
+            raise InvalidRequest(f"This property cannot be expanded ({name}).", param=f"expand[{index}]")
+        wanted.add(field)
+        if "." in field:
+            wanted.add(field.split(".", 1)[0])
+    return frozenset(wanted)
+
+
+def unix(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+def payment_intent_object(
+    intent: PaymentIntent, *, latest_charge: Charge | None = None, expand: Collection[str] = ()
+) -> dict[str, Any]:
+    charge_field: Any = None
+    if latest_charge is not None:
+        charge_field = (
+            charge_object(latest_charge, expand_balance_transaction="latest_charge.balance_transaction" in expand)
+            if "latest_charge" in expand
+            else latest_charge.id
+        )
+    succeeded = intent.status == PaymentIntent.Status.SUCCEEDED
+    return {
+        "id": intent.id,
+        "object": "payment_intent",
+        "amount": intent.amount,
+        "amount_capturable": 0,
+        "amount_received": intent.amount if succeeded else 0,
+        "application": None,
+        "application_fee_amount": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": "automatic",
+        "client_secret": intent.client_secret,
+        "confirmation_method": "automatic",
+        "created": unix(intent.created),
+        "currency": intent.currency,
+        "customer": None,
+        "description": intent.description or None,
+        "last_payment_error": intent.last_payment_error,
+        "latest_charge": charge_field,
+        "livemode": False,
+        "metadata": intent.metadata,
+        "next_action": intent.next_action,
+        "on_behalf_of": None,
+        "payment_method": intent.payment_method or None,
+        "payment_method_types": intent.payment_method_types,
+        "receipt_email": None,
+        "status": intent.status,
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+def charge_object(charge: Charge, *, expand_balance_transaction: bool = False) -> dict[str, Any]:
+    txn = charge.balance_transaction
+    succeeded = charge.status == Charge.Status.SUCCEEDED
+    return {
+        "id": charge.id,
+        "object": "charge",
+        "amount": charge.amount,
+        "amount_captured": charge.amount if succeeded else 0,
+        "amount_refunded": 0,
+        "balance_transaction": (
+            None if txn is None else balance_transaction_object(txn) if expand_balance_transaction else txn.id
+        ),
+        "captured": succeeded,
+        "created": unix(charge.created),
+        "currency": charge.currency,
+        "disputed": False,
+        "failure_code": charge.failure_code or None,
+        "failure_message": charge.failure_message or None,
+        "livemode": False,
+        "metadata": charge.metadata,
+        "outcome": charge.outcome,
+        "paid": succeeded,
+        "payment_intent": charge.payment_intent_id,
+        "payment_method": charge.payment_method,
+        "refunded": False,
+        "status": charge.status,
+    }
+
+
+def balance_transaction_object(txn: BalanceTransaction) -> dict[str, Any]:
+    return {
+        "id": txn.id,
+        "object": "balance_transaction",
+        "amount": txn.amount,
+        "available_on": unix(txn.available_on),
+        "created": unix(txn.created),
+        "currency": txn.currency,
+        "description": None,
+        "exchange_rate": None,
+        "fee": txn.fee,
+        "fee_details": [
+            {
+                "amount": txn.fee,
+                "application": None,
+                "currency": txn.currency,
+                "description": "Stripe processing fees",
+                "type": "stripe_fee",
+            }
+        ],
+        "net": txn.net,
+        "reporting_category": txn.reporting_category,
+        "source": txn.source,
+        "status": txn.status,
+        "type": txn.type,
+    }
+
+
+def search_result(path: str, data: list[dict[str, Any]], *, next_page: str | None) -> dict[str, Any]:
+    return {
+        "object": "search_result",
+        "url": path,
+        "has_more": next_page is not None,
+        "data": data,
+        "next_page": next_page,
+    }

@@ -1,0 +1,198 @@
+"""Every write of the sandbox PSP: creating and confirming PaymentIntents, charging test cards, booking fees.
+
+The services run inside the transaction the idempotency layer opened for the request (psp_sandbox/idempotency.py),
+so the charge, its balance transaction and the stored response commit together; their own ``atomic`` blocks nest.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from psp_sandbox.cards import Behaviour, SandboxCard, card_for
+from psp_sandbox.errors import CardError, InvalidRequest
+from psp_sandbox.fees import fee_rule, fee_split
+from psp_sandbox.inputs import PaymentIntentInput
+from psp_sandbox.models import BalanceTransaction, Charge, PaymentIntent, stripe_id
+
+# Card funds become available two days after the charge, at the start of a UTC day (Stripe's standard schedule is
+# counted in whole days; the daily settlement report groups by that day).
+AVAILABILITY_DELAY_DAYS = 2
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    """The intent after a confirmation attempt; ``error`` is the card error the caller answers with (402)."""
+
+    intent: PaymentIntent
+    charge: Charge | None
+    error: CardError | None = None
+
+
+def payment_intent_create(*, data: PaymentIntentInput, base_url: str) -> ConfirmResult:
+    """POST /v1/payment_intents: store the intent and, with ``confirm=true``, charge its test payment method."""
+    card = None
+    if data.payment_method is not None:
+        card = card_for(data.payment_method)
+        if card is None:
+            # Refused before anything is stored: a 400, not saved under the idempotency key (Stripe does the same).
+            raise InvalidRequest(
+                f"No such PaymentMethod: '{data.payment_method}'", code="resource_missing", param="payment_method"
+            )
+    if data.confirm and card is None:
+        raise InvalidRequest(
+            "You cannot confirm this PaymentIntent because it's missing a payment method.",
+            code="payment_intent_unexpected_state",
+            param="payment_method",
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        intent_id = stripe_id("pi")
+        intent = PaymentIntent.objects.create(
+            id=intent_id,
+            amount=data.amount,
+            currency=data.currency,
+            status=(
+                PaymentIntent.Status.REQUIRES_CONFIRMATION
+                if card is not None
+                else PaymentIntent.Status.REQUIRES_PAYMENT_METHOD
+            ),
+            payment_method=data.payment_method or "",
+            payment_method_types=data.payment_method_types,
+            description=data.description,
+            metadata=data.metadata,
+            payment_order_id=data.metadata.get("payment_order_id", ""),
+            client_secret=f"{intent_id}_secret_{secrets.token_urlsafe(18)}",
+            return_url=data.return_url,
+            created=now,
+        )
+        if not data.confirm or card is None:
+            return ConfirmResult(intent, None)
+        return _confirm(intent, card, now=now, base_url=base_url)
+
+
+def payment_intent_settle(*, intent_id: str, succeed: bool = True) -> ConfirmResult:
+    """Finish an intent left ``requires_action`` (3-D Secure) or ``processing``: the building block of the
+    asynchronous outcomes (a completed authentication, a processing payment that clears). Safe to run twice: an
+    intent already final is returned as it is."""
+    now = timezone.now()
+    # Durable: an entry point of its own (the authentication page, the scheduler of asynchronous outcomes).
+    with transaction.atomic(durable=True):
+        intent = PaymentIntent.objects.select_for_update().get(pk=intent_id)
+        charge = intent.charges.select_for_update().order_by("-created").first()
+        if intent.status not in (PaymentIntent.Status.REQUIRES_ACTION, PaymentIntent.Status.PROCESSING):
+            return ConfirmResult(intent, charge)
+        card = card_for(intent.payment_method) or SandboxCard(Behaviour.SUCCEED)
+        if charge is None:
+            # 3-D Secure: Stripe creates the charge only once the cardholder has authenticated.
+            charge = _charge_create(intent, card, status=Charge.Status.PENDING, now=now)
+        if succeed:
+            _charge_succeed(charge, now=now)
+            intent.status = PaymentIntent.Status.SUCCEEDED
+            intent.last_payment_error = None
+        else:
+            error = _decline_error(SandboxCard(Behaviour.DECLINE, decline_code="generic_decline"), intent, charge)
+            _charge_fail(charge, error)
+            intent.status = PaymentIntent.Status.REQUIRES_PAYMENT_METHOD
+            intent.last_payment_error = error.as_error_object()
+        intent.next_action = None
+        intent.save(update_fields=["status", "last_payment_error", "next_action", "updated"])
+        return ConfirmResult(intent, charge)
+
+
+def _confirm(intent: PaymentIntent, card: SandboxCard, *, now: datetime, base_url: str) -> ConfirmResult:
+    if card.behaviour is Behaviour.REQUIRE_ACTION:
+        intent.status = PaymentIntent.Status.REQUIRES_ACTION
+        intent.next_action = _authentication_action(intent, base_url=base_url)
+        intent.save(update_fields=["status", "next_action", "updated"])
+        return ConfirmResult(intent, None)
+    if card.behaviour is Behaviour.PROCESS:
+        charge = _charge_create(intent, card, status=Charge.Status.PENDING, now=now)
+        intent.status = PaymentIntent.Status.PROCESSING
+        intent.save(update_fields=["status", "updated"])
+        return ConfirmResult(intent, charge)
+    if card.behaviour is Behaviour.DECLINE:
+        charge = _charge_create(intent, card, status=Charge.Status.FAILED, now=now)
+        error = _decline_error(card, intent, charge)
+        _charge_fail(charge, error)
+        # Stripe keeps the intent, back in requires_payment_method, with the decline as its last_payment_error;
+        # the 402's body carries the intent too, so a caller can read its state from the error alone.
+        intent.status = PaymentIntent.Status.REQUIRES_PAYMENT_METHOD
+        intent.last_payment_error = error.as_error_object()
+        intent.save(update_fields=["status", "last_payment_error", "updated"])
+        return ConfirmResult(intent, charge, error)
+    charge = _charge_create(intent, card, status=Charge.Status.PENDING, now=now)
+    _charge_succeed(charge, now=now)
+    intent.status = PaymentIntent.Status.SUCCEEDED
+    intent.save(update_fields=["status", "updated"])
+    return ConfirmResult(intent, charge)
+
+
+def _charge_create(intent: PaymentIntent, card: SandboxCard, *, status: str, now: datetime) -> Charge:
+    return Charge.objects.create(
+        id=stripe_id("ch"),
+        payment_intent=intent,
+        amount=intent.amount,
+        currency=intent.currency,
+        status=status,
+        payment_method=intent.payment_method,
+        metadata=intent.metadata,
+        payment_order_id=intent.payment_order_id,
+        outcome={"network_status": "approved_by_network", "risk_level": "normal", "type": "authorized"},
+        created=now,
+    )
+
+
+def _charge_succeed(charge: Charge, *, now: datetime) -> None:
+    percent, fixed = fee_rule()
+    fee, net = fee_split(charge.amount, percent=percent, fixed=fixed)
+    day = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
+    charge.balance_transaction = BalanceTransaction.objects.create(
+        id=stripe_id("txn"),
+        amount=charge.amount,
+        fee=fee,
+        net=net,
+        currency=charge.currency,
+        available_on=day + timedelta(days=AVAILABILITY_DELAY_DAYS),
+        source=charge.id,
+        created=now,
+    )
+    charge.status = Charge.Status.SUCCEEDED
+    charge.outcome = {**charge.outcome, "seller_message": "Payment complete."}
+    charge.save(update_fields=["balance_transaction", "status", "outcome"])
+
+
+def _charge_fail(charge: Charge, error: CardError) -> None:
+    charge.status = Charge.Status.FAILED
+    charge.failure_code = error.code or "card_declined"
+    charge.failure_message = error.message
+    charge.outcome = {
+        "network_status": "declined_by_network",
+        "reason": error.decline_code,
+        "risk_level": "normal",
+        "seller_message": "The bank did not return any further details with this decline.",
+        "type": "issuer_declined",
+    }
+    charge.save(update_fields=["status", "failure_code", "failure_message", "outcome"])
+
+
+def _decline_error(card: SandboxCard, intent: PaymentIntent, charge: Charge) -> CardError:
+    return CardError(
+        card.message or "Your card was declined.",
+        code="card_declined",
+        decline_code=card.decline_code or "generic_decline",
+        extra={"charge": charge.id, "payment_method": {"id": intent.payment_method, "object": "payment_method"}},
+    )
+
+
+def _authentication_action(intent: PaymentIntent, *, base_url: str) -> dict[str, object]:
+    # Where the cardholder would authenticate. The page itself comes with the hosted-page work (issue 4 §1); until
+    # then the intent finishes through payment_intent_settle.
+    url = f"{base_url}/v1/sandbox/authenticate/{intent.id}"
+    if intent.return_url:
+        return {"type": "redirect_to_url", "redirect_to_url": {"url": url, "return_url": intent.return_url}}
+    return {"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url}}
