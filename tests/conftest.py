@@ -17,6 +17,9 @@ from rest_framework.test import APIClient
 
 from api.services import IssuedKey, api_client_create
 
+pytest.register_assert_rewrite("tests.sandbox")
+from tests.sandbox import sandbox  # noqa: E402, F401 - the sandbox PSP fixture, for every test module
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Fail the whole run at once, and say why, when PostgreSQL or Redis cannot be reached."""

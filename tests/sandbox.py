@@ -1,8 +1,8 @@
 """pytest fixtures that run the sandbox PSP as a real process, the way production code meets Stripe: over HTTP.
 
-Use it with ``pytest_plugins = ["tests.sandbox"]`` and tests marked ``@pytest.mark.django_db(transaction=True)``:
-the sandbox process has its own database connections, so it only sees rows the test committed, and the test only
-sees the sandbox's rows once the sandbox committed them.
+tests/conftest.py makes the fixture available everywhere. Mark the tests that use it
+``@pytest.mark.django_db(transaction=True)``: the sandbox process has its own database connections, so it only sees
+rows the test committed, and the test only sees the sandbox's rows once the sandbox committed them.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     # Only for annotations: importing the plugin module before pytest registers it would skip its assert rewriting.
     from tests.sandbox import Sandbox
 
-pytest_plugins = ["tests.sandbox"]
 
 over_http = pytest.mark.django_db(transaction=True)
 
