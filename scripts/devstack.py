@@ -382,7 +382,7 @@ def _banner(base: str, demo: dict[str, Any]) -> str:
         f"  API        {base}/v1/",
         f"  API docs   {base}/v1/docs/",
         f"  Admin      {base}/admin/",
-        f"  PSP        http://127.0.0.1:{os.environ.get('STRIPE_SANDBOX_PORT', '8100')}/v1/  (the sandbox, Stripe's API)",
+        f"  PSP        http://127.0.0.1:{os.environ.get('STRIPE_SANDBOX_PORT', '8100')}/v1/  (sandbox, Stripe's API)",
         "",
         f"  API key ({demo['api_client']['name']}):  {key}",
         f"  Admin users:  {users[0]}",
