@@ -8,7 +8,9 @@
 The whole request runs in one transaction that also writes the key's row, so a stored response and the objects it
 describes commit together or not at all: no row is ever left "in progress" by a crashed worker. A transaction-scoped
 advisory lock on the (client, key) pair tells a concurrent duplicate that the first is still running without making
-it wait; the unique constraint on the row stays the last word if two ever slipped past the lock.
+it wait. New keys are the common case, so the work runs without first looking for a stored answer: a repeat reveals
+itself by its own conflict (its payment_order_ids are taken) or when its answer cannot be stored because a live one
+is; its work is then rolled back and the stored answer is returned. The unique (client, key) index decides.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.authentication import client_of
-from api.errors import Conflict, InvalidInput, Unprocessable
+from api.errors import ApiError, Conflict, InvalidInput, Unprocessable
 from api.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -44,58 +47,85 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
     client = client_of(request)
     key = _read_key(request)
     fingerprint = _fingerprint(request)
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
-        # Two statements, in this order: the SELECT must take its snapshot after the lock is ours, or it could miss
-        # the row of a first request that committed (and let go of the lock) while the statement was starting.
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client.pk, key)])
-        locked = bool(cursor.fetchone()[0])
-        cursor.execute(_SELECT_STORED, [client.pk, key])
-        stored = cursor.fetchone()
-        if stored is not None and stored[3] <= timezone.now():
-            # Past its lifetime the key means nothing. Whoever holds its lock removes it, so that races with nobody.
-            if locked:
-                cursor.execute(_DELETE_STORED, [client.pk, key])
-            stored = None
-        if stored is not None:
-            return _replay(fingerprint, *stored[:3])
-        if not locked:
-            raise Conflict(
-                "A request with this Idempotency-Key is still being processed. Retry after it finishes.",
-                code="idempotency_key_in_use",
-                field=HEADER,
+    try:
+        with transaction.atomic(durable=True), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client.pk, key)])
+            if not cursor.fetchone()[0]:
+                # Someone holds the key: a first request still running, or one that finished a moment ago.
+                return _answer_for_held_key(cursor, client.pk, key, fingerprint)
+            # The common case is a new key, so the work runs without looking for a stored answer first. A repeat
+            # shows itself below: as a conflict of its own (its payment_order_ids are taken), or when its answer
+            # cannot be stored because one already is. Its work is then rolled back and the stored answer wins.
+            response = handler()
+            if not 200 <= response.status_code < 300:
+                # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
+                transaction.set_rollback(True)
+                return response
+            # Rendered here and stored as text, so the first answer and every replay are the same bytes.
+            body = JSONRenderer().render(response.data).decode()
+            cursor.execute(
+                _INSERT_STORED,
+                [
+                    client.pk,
+                    key,
+                    fingerprint,
+                    request.path[:255],
+                    response.status_code,
+                    body,
+                    settings.IDEMPOTENCY_KEY_TTL_HOURS,
+                ],
             )
-        response = handler()
-        if not 200 <= response.status_code < 300:
-            # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
-            transaction.set_rollback(True)
-            return response
-        # Rendered here and stored as text, so the first answer and every replay are the same bytes.
-        body = JSONRenderer().render(response.data).decode()
-        cursor.execute(
-            _INSERT_STORED,
-            [
-                client.pk,
-                key,
-                fingerprint,
-                request.path[:255],
-                response.status_code,
-                body,
-                settings.IDEMPOTENCY_KEY_TTL_HOURS,
-            ],
-        )
+            if cursor.fetchone() is None:
+                raise _AlreadyAnswered
+    except (ApiError, ValidationError, _AlreadyAnswered):
+        # Outside the rolled-back transaction: a stored answer for this key, committed by an earlier request.
+        stored = _live_stored(client.pk, key)
+        if stored is None:
+            raise
+        return _replay(fingerprint, *stored)
     return _json_response(body, response.status_code)
 
 
+class _AlreadyAnswered(Exception):
+    """This key's answer is stored already: the request was a repeat, and its own work must be undone."""
+
+
+def _answer_for_held_key(cursor: Any, client_id: int, key: str, fingerprint: str) -> HttpResponse:
+    # A separate statement after the lock attempt: its snapshot sees a first request that committed meanwhile.
+    cursor.execute(_SELECT_LIVE, [client_id, key])
+    stored = cursor.fetchone()
+    if stored is not None:
+        return _replay(fingerprint, *stored)
+    raise Conflict(
+        "A request with this Idempotency-Key is still being processed. Retry after it finishes.",
+        code="idempotency_key_in_use",
+        field=HEADER,
+    )
+
+
+def _live_stored(client_id: int, key: str) -> tuple[str, int, str] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_SELECT_LIVE, [client_id, key])
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 # Raw statements: this runs on every POST, and the ORM's query building cost more than the queries themselves.
-_SELECT_STORED = (
-    "SELECT request_fingerprint, response_status, response_body, expires_at FROM api_idempotencykey"
-    " WHERE client_id = %s AND key = %s"
+_SELECT_LIVE = (
+    "SELECT request_fingerprint, response_status, response_body FROM api_idempotencykey"
+    " WHERE client_id = %s AND key = %s AND expires_at > now()"
 )
-_DELETE_STORED = "DELETE FROM api_idempotencykey WHERE client_id = %s AND key = %s"
+# A key past its lifetime means nothing: its row is replaced. A live one stays, and the INSERT returns no row.
 _INSERT_STORED = (
     "INSERT INTO api_idempotencykey"
     " (client_id, key, request_fingerprint, request_path, response_status, response_body, expires_at)"
     " VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(hours => %s))"
+    " ON CONFLICT (client_id, key) DO UPDATE SET"
+    " request_fingerprint = EXCLUDED.request_fingerprint, request_path = EXCLUDED.request_path,"
+    " response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,"
+    " created_at = now(), expires_at = EXCLUDED.expires_at"
+    " WHERE api_idempotencykey.expires_at <= now()"
+    " RETURNING id"
 )
 
 
