@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
+from ledger.money import minor_unit_exponent
 from payments.models import CAPTURED_STATUSES
 from wallets.models import Bucket
 from wallets.services import PAYIN_KIND
@@ -22,11 +24,13 @@ from wallets.services import PAYIN_KIND
 LEDGER_BALANCED = "ledger_balanced"
 WALLETS_MATCH_LEDGER = "wallets_match_ledger"
 PAYINS_MATCH_ORDERS = "payins_match_orders"
+PAYIN_AMOUNTS_MATCH_ORDERS = "payin_amounts_match_orders"
 
 CHECK_TITLES = {
     LEDGER_BALANCED: "the ledger sums to zero per currency",
     WALLETS_MATCH_LEDGER: "every wallet equals its ledger accounts",
     PAYINS_MATCH_ORDERS: "every captured order has exactly one pay-in posting",
+    PAYIN_AMOUNTS_MATCH_ORDERS: "every pay-in posting is for its order's amount and currency",
 }
 
 # Orders whose charge was captured: a refund leaves the pay-in standing and posts on top of it.
@@ -122,6 +126,33 @@ LIMIT %(limit)s
 """
 
 
+# A pay-in's gross is what it debits (PSP clearing, its one debit line); the order's amount, in minor units of its
+# currency, is its MoneyField scaled by the currency's ISO 4217 exponent (passed in: PostgreSQL does not know it).
+_PAYIN_AMOUNTS_OFF_ORDERS = """
+WITH payins AS (
+    SELECT j.reference, min(e.currency) AS currency, max(e.currency) AS other_currency,
+           sum(e.amount) FILTER (WHERE e.side = 'D') AS gross
+    FROM ledger_journaltransaction j
+    JOIN ledger_entry e ON e.journal_id = j.id
+    WHERE j.kind = %(kind)s
+    GROUP BY j.reference
+), exponents AS (
+    SELECT * FROM unnest(%(currencies)s::varchar[], %(exponents)s::int[]) AS x(currency, exponent)
+)
+SELECT o.payment_order_id, o.amount_currency, (o.amount * power(10, x.exponent))::bigint, p.currency, p.gross,
+       count(*) OVER () AS total
+FROM payments_paymentorder o
+JOIN payins p ON p.reference = o.payment_order_id
+LEFT JOIN exponents x ON x.currency = o.amount_currency
+WHERE p.currency <> p.other_currency
+   OR p.currency <> o.amount_currency
+   OR x.exponent IS NULL
+   OR p.gross <> (o.amount * power(10, x.exponent))::bigint
+ORDER BY 1
+LIMIT %(limit)s
+"""
+
+
 def _fetch(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -197,11 +228,38 @@ def payins_off_orders(*, limit: int) -> CheckResult:
     return CheckResult(PAYINS_MATCH_ORDERS, rows[0][-1] if rows else 0, violations)
 
 
+def payin_amounts_off_orders(*, limit: int) -> CheckResult:
+    """Pay-in postings whose gross or currency is not their order's amount (a pay-in of the wrong size)."""
+    currencies = sorted(settings.PAYMENT_CURRENCIES)
+    rows = _fetch(
+        _PAYIN_AMOUNTS_OFF_ORDERS,
+        {
+            "kind": PAYIN_KIND,
+            "currencies": currencies,
+            "exponents": [minor_unit_exponent(code) for code in currencies],
+            "limit": limit,
+        },
+    )
+    violations = [
+        {
+            "check": PAYIN_AMOUNTS_MATCH_ORDERS,
+            "detail": {
+                "payment_order_id": order_id,
+                "order": {"currency": order_currency, "amount": order_minor},
+                "payin": {"currency": payin_currency, "gross": int(gross) if gross is not None else None},
+            },
+        }
+        for order_id, order_currency, order_minor, payin_currency, gross, _ in rows
+    ]
+    return CheckResult(PAYIN_AMOUNTS_MATCH_ORDERS, rows[0][-1] if rows else 0, violations)
+
+
 # In the order they run and report.
 CHECKS: dict[str, Callable[..., CheckResult]] = {
     LEDGER_BALANCED: unbalanced_currencies,
     WALLETS_MATCH_LEDGER: wallets_off_ledger,
     PAYINS_MATCH_ORDERS: payins_off_orders,
+    PAYIN_AMOUNTS_MATCH_ORDERS: payin_amounts_off_orders,
 }
 
 
@@ -231,4 +289,10 @@ def describe_violation(violation: Violation) -> str:
         if status not in CAPTURED:
             return f"pay-in posting for order {order}, which is {status}, not captured"
         return f"order {order} is {status} with {postings} pay-in postings, not 1"
+    if check == PAYIN_AMOUNTS_MATCH_ORDERS:
+        order, payin = detail["order"], detail["payin"]
+        return (
+            f"pay-in for order {detail['payment_order_id']} is {payin['gross']} {payin['currency']} (minor units),"
+            f" the order {order['amount']} {order['currency']}"
+        )
     return f"{check}: {detail}"

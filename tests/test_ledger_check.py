@@ -31,7 +31,13 @@ from payments.models import OrderStatus, PaymentOrder
 from payments.services import BuyerInfo, NewOrder, payment_create
 from reconciliation import selectors, services
 from reconciliation.models import LedgerCheckRun
-from reconciliation.selectors import LEDGER_BALANCED, PAYINS_MATCH_ORDERS, WALLETS_MATCH_LEDGER, CheckResult
+from reconciliation.selectors import (
+    LEDGER_BALANCED,
+    PAYIN_AMOUNTS_MATCH_ORDERS,
+    PAYINS_MATCH_ORDERS,
+    WALLETS_MATCH_LEDGER,
+    CheckResult,
+)
 from reconciliation.services import ledger_check_run
 from reconciliation.tasks import ledger_check
 from tests.conftest import run_queue, unique, wait_until
@@ -47,7 +53,7 @@ from wallets.services import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHECKS = (LEDGER_BALANCED, WALLETS_MATCH_LEDGER, PAYINS_MATCH_ORDERS)
+CHECKS = (LEDGER_BALANCED, WALLETS_MATCH_LEDGER, PAYINS_MATCH_ORDERS, PAYIN_AMOUNTS_MATCH_ORDERS)
 
 
 def run_command() -> tuple[str, CommandError | None]:
@@ -167,7 +173,7 @@ def test_a_wallet_mapped_after_its_account_was_posted_to_differs_from_its_ledger
     assert line in out
     run = latest_run()
     assert not run.ok
-    assert run.check_counts == {LEDGER_BALANCED: 0, WALLETS_MATCH_LEDGER: 1, PAYINS_MATCH_ORDERS: 0}
+    assert run.check_counts == {**dict.fromkeys(CHECKS, 0), WALLETS_MATCH_LEDGER: 1}
     assert run.violations == [
         {
             "check": WALLETS_MATCH_LEDGER,
@@ -199,7 +205,7 @@ def test_a_wallet_amount_written_around_its_triggers_differs_from_its_ledger(
     run = ledger_check_run(actor="test")
 
     # then
-    assert run.check_counts == {LEDGER_BALANCED: 0, WALLETS_MATCH_LEDGER: 1, PAYINS_MATCH_ORDERS: 0}
+    assert run.check_counts == {**dict.fromkeys(CHECKS, 0), WALLETS_MATCH_LEDGER: 1}
     (violation,) = run.violations
     assert selectors.describe_violation(violation) == f"wallet #{wallet.pk} (seller_7 EUR): reserved 123 != ledger 0"
 
@@ -237,7 +243,7 @@ def test_an_unbalanced_ledger_is_reported_with_the_journal_that_breaks_it(caplog
     # then only EUR is reported, naming the journal transaction
     assert error is not None
     run = latest_run()
-    assert run.check_counts == {LEDGER_BALANCED: 1, WALLETS_MATCH_LEDGER: 0, PAYINS_MATCH_ORDERS: 0}
+    assert run.check_counts == {**dict.fromkeys(CHECKS, 0), LEDGER_BALANCED: 1}
     assert run.violations == [
         {
             "check": LEDGER_BALANCED,
@@ -426,3 +432,23 @@ def test_failed_runs_show_in_the_admin_and_cannot_be_changed(staff: Client) -> N
     assert staff.post(f"/admin/reconciliation/ledgercheckrun/{run.pk}/delete/").status_code == 403
     run.refresh_from_db()
     assert run.actor == "test"
+
+
+def test_a_payin_of_another_amount_than_its_order_is_reported(make_order: Callable[..., PaymentOrder]) -> None:
+    # given a captured order of 10.00 EUR whose pay-in was posted for 9.99
+    order = make_order(*CAPTURE)
+    payin_post(seller_account="seller_7", currency="EUR", gross=999, reference=order.payment_order_id, actor="test")
+
+    # when
+    out, error = run_command()
+
+    # then
+    assert error is not None
+    run = latest_run()
+    assert run.check_counts == {**dict.fromkeys(CHECKS, 0), PAYIN_AMOUNTS_MATCH_ORDERS: 1}
+    assert run.violations[0]["detail"] == {
+        "payment_order_id": order.payment_order_id,
+        "order": {"currency": "EUR", "amount": 1000},
+        "payin": {"currency": "EUR", "gross": 999},
+    }
+    assert f"pay-in for order {order.payment_order_id} is 999 EUR (minor units), the order 1000 EUR" in out
