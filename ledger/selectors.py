@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from ledger.models import DEBIT_NORMAL, Account, AccountType
+from ledger.models import DEBIT_NORMAL, AccountType
 
 _BALANCES = """
 SELECT a.code, a.type,
@@ -93,7 +93,3 @@ def trial_balances(*, currency: str | None = None, as_of: datetime | None = None
     for code, type_, cur, debits, credits in rows:
         by_currency.setdefault(cur, []).append(TrialBalanceLine(code, AccountType(type_), cur, debits, credits))
     return [TrialBalance(currency=cur, lines=lines) for cur, lines in by_currency.items()]
-
-
-def accounts_by_code(codes: list[str]) -> dict[str, Account]:
-    return {account.code: account for account in Account.objects.filter(code__in=codes)}

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from api.readonly_admin import ReadOnlyAdmin
 from reconciliation.models import LedgerCheckRun
 from reconciliation.selectors import CHECK_TITLES, describe_violation
 
 
 @admin.register(LedgerCheckRun)
-class LedgerCheckRunAdmin(admin.ModelAdmin):
+class LedgerCheckRunAdmin(ReadOnlyAdmin):
     list_display = ["started_at", "ok", "violation_count", "actor", "finished_at"]
     list_filter = ["ok"]
     date_hierarchy = "started_at"
     ordering = ["-started_at"]
-    show_full_result_count = False  # one row a night, but no COUNT(*) over the whole table on every page
     # The raw JSON stays out of the page: ``report`` shows the same violations, one readable line each.
     fields = readonly_fields = ("started_at", "finished_at", "ok", "violation_count", "actor", "report")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="report")
     def report(self, run: LedgerCheckRun) -> str:

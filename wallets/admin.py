@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from api.readonly_admin import ReadOnlyAdmin
 from wallets.models import Seller, Wallet
 
 
@@ -20,19 +21,9 @@ class SellerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(ReadOnlyAdmin):
     """Read-only: a wallet is the ledger's projection and changes only through postings."""
 
     list_display = ["seller", "currency", "pending", "available", "reserved", "updated_at"]
     list_filter = ["currency"]
     search_fields = ["=seller__account"]
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
