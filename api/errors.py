@@ -53,6 +53,21 @@ class Unprocessable(ApiError):
     default_code = "unprocessable"
 
 
+class UpstreamUnavailable(ApiError):
+    """A service we depend on did not answer: nothing was stored; the same request may be sent again later."""
+
+    status_code = 503
+    default_code = "upstream_unavailable"
+    retry_after_seconds = 5
+
+
+class UpstreamRefused(ApiError):
+    """A service we depend on refused our request: our configuration is wrong, and retrying will not help."""
+
+    status_code = 502
+    default_code = "upstream_refused"
+
+
 # DRF's own validation codes, renamed into ours so that clients see one vocabulary.
 _DRF_CODES = {
     "required": "field_required",
@@ -76,7 +91,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's EXCEPTION_HANDLER. Anything not handled here is a bug and surfaces as a 500."""
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.code, exc.message, exc.field), status=exc.status_code)
+        if isinstance(exc, UpstreamUnavailable):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        return Response(error_body(exc.code, exc.message, exc.field), status=exc.status_code, headers=headers)
     if isinstance(exc, drf.ValidationError):
         field, detail = _first_error(exc.detail, "")
         code = _DRF_CODES.get(detail.code or "", detail.code or "field_invalid")

@@ -30,6 +30,8 @@ _DESCRIPTIONS = {
     415: "The body must be application/json.",
     422: "The Idempotency-Key was used before with a different request.",
     429: "Too many requests.",
+    502: "A service we depend on (the PSP) refused the request. Nothing was stored.",
+    503: "A service we depend on (the PSP) did not answer. Nothing was stored; retry with the same key.",
 }
 
 

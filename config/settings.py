@@ -114,10 +114,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # A queue per concern, so that slow housekeeping never delays a payment. The Procfile's worker serves every queue.
 CELERY_TASK_ROUTES = {
+    "payments.order_execute": {"queue": "payments"},
+    "payments.webhook_event_process": {"queue": "webhooks"},
     "api.idempotency_keys_purge": {"queue": "maintenance"},
     "reconciliation.ledger_check": {"queue": "maintenance"},
 }
 CELERY_TIMEZONE = "UTC"
+
+# Retries of a PSP call that failed transiently (429, 5xx, no answer): exponential backoff from the base, capped, with
+# full jitter, at most PSP_RETRY_MAX_ATTEMPTS sends per order. The cap stays below the broker's visibility timeout.
+PSP_RETRY_MAX_ATTEMPTS = env_int("PSP_RETRY_MAX_ATTEMPTS", 8)
+PSP_RETRY_BACKOFF_SECONDS = env_int("PSP_RETRY_BACKOFF_SECONDS", 2)
+PSP_RETRY_BACKOFF_MAX_SECONDS = env_int("PSP_RETRY_BACKOFF_MAX_SECONDS", 300)
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= PSP_RETRY_BACKOFF_MAX_SECONDS:
+    raise ImproperlyConfigured("PSP_RETRY_BACKOFF_MAX_SECONDS must be shorter than CELERY_VISIBILITY_TIMEOUT")
 
 # --- Money ----------------------------------------------------------------------------------------------------------
 PAYMENT_CURRENCIES = [

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from api.errors import Conflict, NotFound
+from api.errors import Conflict, InvalidInput, NotFound, UpstreamRefused, UpstreamUnavailable
 
 
 class PaymentNotFound(NotFound):
@@ -28,3 +28,20 @@ class PaymentOrderIdTaken(Conflict):
 
 class SellerNotFound(NotFound):
     default_message = "No seller with this account among this client's payments."
+
+
+class PspUnavailable(UpstreamUnavailable):
+    default_code = "psp_unavailable"
+    default_message = "The payment service provider did not answer; nothing was stored. Retry with the same key."
+
+
+class PspRefused(UpstreamRefused):
+    default_code = "psp_refused"
+    default_message = "The payment service provider refused the request; nothing was stored."
+
+
+class MixedCurrencies(InvalidInput):
+    """A hosted page charges the buyer one amount, in one currency."""
+
+    default_code = "checkout_mixed_currencies"
+    default_message = "Every order of a checkout must be in the same currency."

@@ -58,6 +58,8 @@ class PaymentEvent(models.Model):
     buyer_country = models.CharField(max_length=2, blank=True, default="", db_default="")
     # A PSP payment method token (``pm_…``). Never card data: the API refuses anything card-like.
     payment_method_token = models.CharField(max_length=255, blank=True, default="", db_default="")
+    # The PSP's hosted payment page for a checkout (POST /v1/checkouts); empty for a payment by saved method.
+    hosted_page_url = models.CharField(max_length=2000, blank=True, default="", db_default="")
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
@@ -208,3 +210,37 @@ class OrderTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.from_status} → {self.to_status}"
+
+
+class WebhookEvent(models.Model):
+    """The webhook inbox: every PSP event as it arrived, stored before it is acted on (DESIGN.md "Exactly once").
+
+    The PSP's event id is unique, so a redelivered event is recognised and counted, never applied twice. The raw
+    body is kept as received, for the finance console and for reprocessing after a handler is fixed.
+    """
+
+    psp = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100)
+    # The id of the object the event is about (pi_…, cs_…), for finding a payment's events.
+    object_id = models.CharField(max_length=255, blank=True, default="")
+    payload = models.TextField()
+    received_at = models.DateTimeField(db_default=Now())
+    deliveries = models.PositiveIntegerField(default=1, db_default=1)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, db_default=0)
+    outcome = models.TextField(blank=True, default="", db_default="")
+    last_error = models.TextField(blank=True, default="", db_default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["psp", "event_id"], name="webhook_event_unique")]
+        indexes = [
+            models.Index(fields=["object_id"], name="webhook_event_object_idx"),
+            # The unprocessed ones: what the sweep and the console look for.
+            models.Index(
+                fields=["received_at"], condition=models.Q(processed_at__isnull=True), name="webhook_event_open_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.psp} {self.event_id} {self.type}"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar, cast
@@ -17,6 +18,8 @@ from payments.models import CAPTURED_STATUSES, OrderStatus, PaymentEvent, Paymen
 from wallets.services import payin_post, sellers_ensure
 
 _M = TypeVar("_M", bound=models.Model)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ def payment_create(
 ) -> PaymentEvent:
     """Store a payment and its orders, every order ``NOT_STARTED`` (DESIGN.md "Pay-in", step 1).
 
-    Joins the caller's transaction when there is one (the API's idempotency record commits with it). Execution is
-    not started here: the executor arrives with the PSP integration, and until then an order waits.
+    Joins the caller's transaction when there is one (the API's idempotency record commits with it). Each order's
+    executor is queued once that transaction commits.
     """
     payment_id = new_public_id("pay")
     with transaction.atomic(savepoint=False):
@@ -103,6 +106,8 @@ def payment_create(
         if len(inserted) != len(orders):
             # Raising rolls the whole transaction back, the event row with it.
             raise _order_id_taken(client=client, orders=orders, inserted=inserted)
+        if payment_method_token:
+            executions_enqueue(order.payment_order_id for order in orders)
     event_pk, created_at = rows[0][0], rows[0][1]
     event = _persisted(
         PaymentEvent(
@@ -180,3 +185,27 @@ def order_succeed(*, payment_order_id: str, psp_reference: str, actor: str, reas
             actor=actor,
         )
     return order
+
+
+def executions_enqueue(payment_order_ids: Iterable[str]) -> None:
+    """Queue the executor for these orders once the transaction that stored them commits.
+
+    A message that cannot be published (the broker is down) is logged and left: the order stays ``NOT_STARTED``
+    and the recovery sweep sends it. The API's answer never waits on, or fails with, the broker.
+    """
+    ids = list(payment_order_ids)
+    transaction.on_commit(lambda: _publish_executions(ids))
+
+
+def _publish_executions(payment_order_ids: list[str]) -> None:
+    from payments.tasks import order_execute
+
+    for payment_order_id in payment_order_ids:
+        try:
+            order_execute.apply_async((payment_order_id,), retry=False)
+        except Exception:
+            logger.warning(
+                "could not queue the executor; the recovery sweep will send the order",
+                extra={"payment_order_id": payment_order_id},
+                exc_info=True,
+            )

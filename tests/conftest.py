@@ -21,8 +21,19 @@ pytest.register_assert_rewrite("tests.sandbox")
 from tests.sandbox import sandbox  # noqa: E402, F401 - the sandbox PSP fixture, for every test module
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave no queue of this run behind in Redis."""
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2)
+        names = [run_queue(name) for name in served_queues()]
+        client.delete(*names, *[f"_kombu.binding.{name}" for name in names])
+    except redis.RedisError:
+        pass
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Fail the whole run at once, and say why, when PostgreSQL or Redis cannot be reached."""
+    """Fail the whole run at once, and say why, when PostgreSQL or Redis cannot be reached. Then send every task
+    this run publishes to the run's own queues."""
     try:
         psycopg.connect(**pg_params(dbname="postgres"), connect_timeout=5).close()
     except psycopg.Error as exc:
@@ -31,6 +42,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
         pytest.exit(f"Redis is unreachable at {settings.REDIS_URL}: {exc}", returncode=3)
+    _route_tasks_to_this_run()
 
 
 def _allow_ledger_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -156,14 +168,36 @@ def run_queue(name: str) -> str:
     return f"{name}.test-{TEST_RUN}"
 
 
+def served_queues() -> list[str]:
+    """Every queue the project's tasks are routed to: what the Procfile's worker must serve."""
+    return sorted({settings.CELERY_TASK_DEFAULT_QUEUE} | {r["queue"] for r in settings.CELERY_TASK_ROUTES.values()})
+
+
+def _route_tasks_to_this_run() -> None:
+    from config.celery import app
+
+    def router(name: str, *args: Any, **kwargs: Any) -> dict[str, str]:
+        route = settings.CELERY_TASK_ROUTES.get(name, {"queue": settings.CELERY_TASK_DEFAULT_QUEUE})
+        return {"queue": run_queue(route["queue"])}
+
+    app.conf.task_routes = (router,)
+    app.conf.task_default_queue = run_queue(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
 @pytest.fixture
 def celery_worker_app() -> Iterator[Any]:
-    """The project's Celery app with a real worker thread consuming this run's queues from Redis."""
+    """The project's Celery app with a real worker thread consuming this run's queues from Redis.
+
+    The queues are emptied first: tasks published by earlier tests (which ran no worker) would otherwise run now,
+    against rows those tests no longer have.
+    """
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
 
-    with start_worker(
-        app, pool="solo", perform_ping_check=False, queues=[run_queue("default"), run_queue("maintenance")]
-    ):
+    queues = [run_queue(name) for name in served_queues()]
+    with app.connection_for_write() as conn:
+        for queue in queues:
+            conn.default_channel.queue_purge(queue)
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=queues):
         yield app

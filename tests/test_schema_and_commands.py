@@ -25,6 +25,7 @@ def test_the_schema_documents_every_status_code_of_every_endpoint() -> None:
     }
     assert documented == {
         ("/v1/payments", "post"): {"201", "400", "401", "409", "415", "422"},
+        ("/v1/checkouts", "post"): {"201", "400", "401", "409", "415", "422", "502", "503"},
         ("/v1/payments/{payment_id}", "get"): {"200", "401", "404"},
         ("/v1/payment-orders/{payment_order_id}", "get"): {"200", "401", "404"},
         ("/v1/sellers/{seller_account}/balance", "get"): {"200", "401", "404"},

@@ -172,6 +172,33 @@ class PaymentCreateInput(StrictSerializer):
     payment_orders = PaymentOrderItemInput(many=True)
 
 
+class RedirectUrlField(serializers.URLField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=2000, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        url = super().to_internal_value(data)
+        if not url.lower().startswith(("https://", "http://")):
+            raise _fail("An http or https URL.", "url_invalid")
+        return url
+
+
+class CheckoutCreateInput(StrictSerializer):
+    checkout_id = PatternField(
+        pattern=ID_PATTERN,
+        code="checkout_id_invalid",
+        description="The storefront's checkout id: 1-64 letters, digits and _ . : -",
+    )
+    buyer_info = BuyerInfoInput()
+    payment_orders = PaymentOrderItemInput(many=True)
+    success_url = RedirectUrlField(
+        help_text="Where the PSP sends the buyer after paying. {PAYMENT_ID} is replaced by the payment's id."
+    )
+    cancel_url = RedirectUrlField(
+        help_text="Where the PSP sends the buyer who gives up. {PAYMENT_ID} is replaced by the payment's id."
+    )
+
+
 def payment_create_arguments(body: Any) -> dict[str, Any]:
     """Validate a POST /v1/payments body into payment_create's keyword arguments, or raise ValidationError."""
     data = _PAYMENT_CREATE_INPUT.run_validation(body)
@@ -180,6 +207,18 @@ def payment_create_arguments(body: Any) -> dict[str, Any]:
         "buyer": BuyerInfo(**data["buyer_info"]),
         "payment_method_token": data["payment_method"]["token"],
         "orders": [NewOrder(**order) for order in data["payment_orders"]],
+    }
+
+
+def checkout_create_arguments(body: Any) -> dict[str, Any]:
+    """Validate a POST /v1/checkouts body into checkout_create's keyword arguments, or raise ValidationError."""
+    data = _CHECKOUT_CREATE_INPUT.run_validation(body)
+    return {
+        "checkout_id": data["checkout_id"],
+        "buyer": BuyerInfo(**data["buyer_info"]),
+        "orders": [NewOrder(**order) for order in data["payment_orders"]],
+        "success_url": data["success_url"],
+        "cancel_url": data["cancel_url"],
     }
 
 
@@ -218,13 +257,22 @@ class PaymentOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=PaymentEvent.Status.choices, source="summary_status")
     buyer_info = BuyerInfoOutput(source="*")
     created_at = serializers.DateTimeField()
+    hosted_page_url = serializers.URLField(
+        allow_null=True, help_text="For a checkout: the PSP's page where the buyer pays. Null otherwise."
+    )
     payment_orders = PaymentOrderOutput(many=True, source="orders.all")
+
+    def to_representation(self, instance: PaymentEvent) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["hosted_page_url"] = instance.hosted_page_url or None
+        return data
 
 
 # One bound instance of the input serializer, reused for every request: DRF deep-copies its declared fields each time
 # a serializer is created, which cost more than the validation itself. run_validation keeps no state on the instance
 # (is_valid does; it is not used here).
 _PAYMENT_CREATE_INPUT = PaymentCreateInput()
+_CHECKOUT_CREATE_INPUT = CheckoutCreateInput()
 _TIMESTAMP = serializers.DateTimeField()
 
 
@@ -241,6 +289,7 @@ def payment_representation(event: PaymentEvent) -> dict[str, Any]:
         "status": event.summary_status,
         "buyer_info": {"id": event.buyer_id, "email": event.buyer_email, "country": event.buyer_country},
         "created_at": _TIMESTAMP.to_representation(event.created_at),
+        "hosted_page_url": event.hosted_page_url or None,
         "payment_orders": [_order_fields(order) for order in event.orders.all()],
     }
 

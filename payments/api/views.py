@@ -13,15 +13,18 @@ from api.authentication import client_of
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
 from api.views import ApiView, IdempotentCreateApiView
 from payments.api.serializers import (
+    CheckoutCreateInput,
     PaymentCreateInput,
     PaymentOrderDetailOutput,
     PaymentOutput,
     SellerBalanceOutput,
+    checkout_create_arguments,
     payment_create_arguments,
     payment_order_representation,
     payment_representation,
     seller_balance_representation,
 )
+from payments.checkouts import checkout_create
 from payments.errors import SellerNotFound
 from payments.selectors import payment_get, payment_order_get, seller_paid_by
 from payments.services import payment_create
@@ -33,7 +36,8 @@ class PaymentCreateApi(IdempotentCreateApiView):
         operation_id="payments_create",
         summary="Create a payment",
         description=(
-            "Stores the payment and one payment order per seller, each `NOT_STARTED`. Idempotent per "
+            "Stores the payment and one payment order per seller, each `NOT_STARTED`, and queues each order for "
+            "execution at the PSP with the saved payment method; read the payment to follow it. Idempotent per "
             "`Idempotency-Key`: a retry with the same key and body returns the first response again."
         ),
         parameters=[IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER],
@@ -48,6 +52,31 @@ class PaymentCreateApi(IdempotentCreateApiView):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         event = payment_create(client=client_of(request), **payment_create_arguments(request.data))
+        return Response(payment_representation(event), status=201)
+
+
+class CheckoutCreateApi(IdempotentCreateApiView):
+    @extend_schema(
+        operation_id="checkouts_create",
+        summary="Create a payment paid on the PSP's hosted page",
+        description=(
+            "Stores the payment, registers it with the PSP and answers with `hosted_page_url`, where the buyer pays. "
+            "Every order must be in one currency. The orders are `PENDING` until the PSP's webhook reports the "
+            "outcome; the buyer's redirect to `success_url` or `cancel_url` changes nothing by itself. Idempotent "
+            "per `Idempotency-Key`. A 503 `psp_unavailable` stored nothing: retry with the same key."
+        ),
+        parameters=[IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER],
+        request=CheckoutCreateInput,
+        responses={
+            201: OpenApiResponse(PaymentOutput, description="Created, or the replay of an earlier creation."),
+            **error_responses(400, 401, 409, 415, 422, 502, 503),
+        },
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # here to carry its schema
+        return super().post(request, *args, **kwargs)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        event = checkout_create(client=client_of(request), **checkout_create_arguments(request.data))
         return Response(payment_representation(event), status=201)
 
 

@@ -10,6 +10,7 @@ lookup, never by charging again under another key).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +41,47 @@ class PspConfigurationError(Exception):
     """Our side is wrong (bad API key, missing permission): no retry helps, a person must act."""
 
 
+class InvalidWebhook(Exception):
+    """A webhook we cannot trust or read: bad or missing signature, stale timestamp, not an event."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class VerifiedEvent:
+    """A webhook whose signature checked out, with what the inbox indexes it by."""
+
+    event_id: str
+    type: str
+    object_id: str
+
+
+@dataclass(frozen=True)
+class PspNotice:
+    """What a PSP event says about our orders, in our terms. ``result`` is None for an event that changes nothing
+    of ours (a refund, a failed attempt the buyer may still retry on the hosted page, a type we do not use)."""
+
+    result: ChargeResult | None = None
+    payment_order_id: str = ""  # a charge made by the executor: the order it was for
+    checkout_token: str = ""  # a hosted-page payment: the session token, stored on every order of the payment
+    note: str = ""  # why nothing applies, for the inbox's outcome
+
+
+@dataclass(frozen=True)
+class HostedCheckout:
+    token: str  # the PSP's session id (cs_…), stored on the orders
+    url: str  # where the buyer pays
+
+
+@dataclass(frozen=True)
+class CheckoutItem:
+    name: str
+    amount: int  # minor units
+    quantity: int = 1
+
+
 class PaymentGateway(Protocol):
     def charge(
         self, *, payment_order_id: str, amount: int, currency: str, payment_method: str, description: str = ""
@@ -49,4 +91,30 @@ class PaymentGateway(Protocol):
 
     def lookup(self, *, payment_order_id: str) -> ChargeResult | None:
         """What the PSP knows of the charge for this order, or None when it has never seen it."""
+        ...
+
+    def checkout_create(
+        self,
+        *,
+        nonce: str,
+        currency: str,
+        items: list[CheckoutItem],
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
+        customer_email: str = "",
+    ) -> HostedCheckout:
+        """Register a hosted payment page once per ``nonce`` (the PSP's idempotency key)."""
+        ...
+
+    def checkout_expire(self, *, token: str) -> None:
+        """Close a hosted page the buyer abandoned; the PSP's expiry event then fails its orders."""
+        ...
+
+    def webhook_verify(self, *, payload: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        """Check the signature of a webhook; raise InvalidWebhook when it does not hold."""
+        ...
+
+    def webhook_notice(self, *, payload: str) -> PspNotice:
+        """Read a stored, verified event into what it means for our orders."""
         ...

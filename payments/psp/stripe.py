@@ -6,6 +6,9 @@ retries are off: the executor owns retries, so that each attempt is counted, bac
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import stripe
@@ -14,9 +17,14 @@ from django.conf import settings
 from payments.psp.gateway import (
     ChargeResult,
     ChargeStatus,
+    CheckoutItem,
+    HostedCheckout,
+    InvalidWebhook,
     PspConfigurationError,
+    PspNotice,
     TransientPspError,
     UnknownPspOutcome,
+    VerifiedEvent,
 )
 
 # PaymentIntent statuses that mean "not finished yet" (3-D Secure, review, an asynchronous method).
@@ -24,12 +32,18 @@ _IN_PROGRESS = {"requires_action", "processing", "requires_capture", "requires_c
 
 
 def stripe_client() -> stripe.StripeClient:
-    base = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
+    return _client(settings.STRIPE_API_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
+
+
+# One client per configuration and process, so that its HTTP connections are kept alive between calls: a new TLS
+# handshake per charge would cost more than the charge. The requests client keeps one session per thread.
+@functools.lru_cache(maxsize=4)
+def _client(api_key: str, api_base: str, timeout: int) -> stripe.StripeClient:
     return stripe.StripeClient(
-        settings.STRIPE_API_KEY,
-        base_addresses=base,  # type: ignore[arg-type]
+        api_key,
+        base_addresses={"api": api_base} if api_base else None,
         max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        http_client=stripe.RequestsClient(timeout=timeout),
     )
 
 
@@ -78,18 +92,124 @@ class StripeGateway:
             raise _classify(exc) from exc
         return _result(found.data[0]) if found.data else None
 
+    def checkout_create(
+        self,
+        *,
+        nonce: str,
+        currency: str,
+        items: list[CheckoutItem],
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
+        customer_email: str = "",
+    ) -> HostedCheckout:
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": item.amount,
+                        "product_data": {"name": item.name},
+                    },
+                    "quantity": item.quantity,
+                }
+                for item in items
+            ],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "client_reference_id": nonce,
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+        }
+        if customer_email:
+            params["customer_email"] = customer_email
+        try:
+            session = self.client.v1.checkout.sessions.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": nonce},
+            )
+        except stripe.StripeError as exc:
+            raise _classify(exc) from exc
+        return HostedCheckout(token=session.id, url=session.url or "")
+
+    def checkout_expire(self, *, token: str) -> None:
+        try:
+            self.client.v1.checkout.sessions.expire(token)
+        except stripe.InvalidRequestError:
+            return  # already complete or expired: nothing left to close
+        except stripe.StripeError as exc:
+            raise _classify(exc) from exc
+
+    def webhook_verify(self, *, payload: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
+        signature = headers.get("Stripe-Signature", "")
+        if not signature:
+            raise InvalidWebhook("The Stripe-Signature header is missing.", code="signature_missing")
+        try:
+            # stripe-python's own check: HMAC-SHA256 of "{t}.{body}" against every v1 signature, in constant time,
+            # and the timestamp within the tolerance (a replayed old delivery is refused).
+            stripe.WebhookSignature.verify_header(
+                payload, signature, settings.STRIPE_WEBHOOK_SECRET, settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidWebhook(
+                f"The signature does not verify: {exc.user_message or exc}", code="signature_invalid"
+            ) from exc
+        try:
+            event = json.loads(payload)
+        except ValueError as exc:
+            raise InvalidWebhook("The body is not a JSON event.", code="payload_invalid") from exc
+        if not isinstance(event, dict):
+            raise InvalidWebhook("The body is not a Stripe event.", code="payload_invalid")
+        event_id, event_type = event.get("id"), event.get("type")
+        data_object = (event.get("data") or {}).get("object") or {}
+        if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(data_object, dict):
+            raise InvalidWebhook("The body is not a Stripe event.", code="payload_invalid")
+        return VerifiedEvent(event_id=event_id, type=event_type, object_id=str(data_object.get("id") or ""))
+
+    def webhook_notice(self, *, payload: str) -> PspNotice:
+        event = json.loads(payload)
+        event_type: str = event["type"]
+        obj: dict[str, Any] = event["data"]["object"]
+        if event_type.startswith("payment_intent."):
+            order_id = (obj.get("metadata") or {}).get("payment_order_id")
+            if not order_id:
+                # A hosted-page charge: its session's events (below) move the orders, once, for the whole payment.
+                return PspNotice(note="a hosted-page charge; the checkout session's events apply it")
+            return PspNotice(result=_result(obj), payment_order_id=order_id)
+        if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+            if obj.get("payment_status") != "paid":
+                return PspNotice(note="the session completed and its payment is still in progress")
+            intent = obj.get("payment_intent")
+            reference = intent.get("id", "") if isinstance(intent, dict) else intent or ""
+            return PspNotice(result=ChargeResult(ChargeStatus.SUCCEEDED, reference), checkout_token=obj["id"])
+        if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+            expired = event_type == "checkout.session.expired"
+            failure = ChargeResult(
+                ChargeStatus.FAILED,
+                failure_code="checkout_expired" if expired else "payment_failed",
+                failure_message=(
+                    "The buyer did not pay before the hosted page expired."
+                    if expired
+                    else "The asynchronous payment failed."
+                ),
+            )
+            return PspNotice(result=failure, checkout_token=obj["id"])
+        return PspNotice(note=f"no handler for {event_type}")
+
 
 def _result(intent: Any) -> ChargeResult:
-    if intent.status == "succeeded":
-        return ChargeResult(ChargeStatus.SUCCEEDED, psp_reference=intent.id)
-    if intent.status in _IN_PROGRESS:
-        return ChargeResult(ChargeStatus.PENDING, psp_reference=intent.id)
+    status = intent["status"]
+    if status == "succeeded":
+        return ChargeResult(ChargeStatus.SUCCEEDED, psp_reference=intent["id"])
+    if status in _IN_PROGRESS:
+        return ChargeResult(ChargeStatus.PENDING, psp_reference=intent["id"])
     error = intent.get("last_payment_error") or {}
     return ChargeResult(
         ChargeStatus.FAILED,
-        psp_reference=intent.id,
-        failure_code=error.get("decline_code") or error.get("code") or intent.status,
-        failure_message=error.get("message") or f"payment intent {intent.status}",
+        psp_reference=intent["id"],
+        failure_code=error.get("decline_code") or error.get("code") or status,
+        failure_message=error.get("message") or f"payment intent {status}",
     )
 
 

@@ -1,0 +1,134 @@
+"""The executor: sends one payment order to the PSP and records what came back (DESIGN.md "Pay-in", step 2).
+
+Three transactions, never one around the PSP call: a database transaction held open across an HTTP call holds row
+locks and a connection for as long as the PSP takes, and a crash in the middle would roll back the only record that
+the charge was attempted.
+
+1. Lock the order, run the risk check, ``NOT_STARTED → EXECUTING``, commit. From here the recovery sweep can see an
+   order that was sent (or about to be) and never answered.
+2. The PSP call, with ``payment_order_id`` as its idempotency key: running this twice (a redelivered task, a retry,
+   the sweep) charges at most once.
+3. Lock the order again and apply the result through ``order_apply_result``, which also applies webhooks and
+   lookups: whichever of them arrives first moves the order, the others find it moved and change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+from django.db import transaction
+from django_fsm import can_proceed
+from djmoney.money import Money
+
+from ledger.money import to_minor
+from payments.locks import order_lock
+from payments.models import OrderStatus, PaymentOrder
+from payments.psp import payment_gateway
+from payments.psp.gateway import ChargeResult, ChargeStatus, UnknownPspOutcome
+from payments.risk import Verdict, order_risk_check
+from payments.services import order_succeed
+
+logger = logging.getLogger(__name__)
+
+EXECUTOR = "executor"
+
+# The states in which (re)sending the charge is the right move. EXECUTING: a previous run died or timed out after
+# step 1; UNKNOWN: the request left and no answer came. The same idempotency key makes either resend safe.
+_SENDABLE = (OrderStatus.EXECUTING, OrderStatus.UNKNOWN)
+
+
+def order_execute(*, payment_order_id: str) -> PaymentOrder:
+    """Run the order at the PSP once; safe to call any number of times, concurrently or after a crash.
+
+    Raises TransientPspError (the caller retries with backoff; the order stays EXECUTING) and UnknownPspOutcome
+    (the order is now UNKNOWN; the caller retries with the same key, or the sweep looks it up).
+    """
+    order, payment_method = _execution_start(payment_order_id)
+    if order.status not in _SENDABLE:
+        return order
+    money = cast(Money, order.amount)
+    currency = money.currency.code
+    try:
+        result = payment_gateway().charge(
+            payment_order_id=payment_order_id,
+            amount=to_minor(money.amount, currency),
+            currency=currency,
+            payment_method=payment_method,
+            description=f"{order.event.payment_id} / {payment_order_id}",
+        )
+    except UnknownPspOutcome as exc:
+        order_mark_unknown(payment_order_id=payment_order_id, reason=str(exc)[:500])
+        raise
+    return order_apply_result(payment_order_id=payment_order_id, result=result, actor=EXECUTOR)
+
+
+def _execution_start(payment_order_id: str) -> tuple[PaymentOrder, str]:
+    with transaction.atomic():
+        order = order_lock(payment_order_id=payment_order_id)
+        payment_method = order.event.payment_method_token
+        if not payment_method:
+            # A hosted-page order: the buyer pays on the PSP's page and the webhook moves it; nothing to send.
+            return order, payment_method
+        if order.status == OrderStatus.NOT_STARTED:
+            decision = order_risk_check(order)
+            if decision.verdict is Verdict.REJECT:
+                order.mark_failed(actor="risk", reason=decision.rule, failure_code="risk_rejected")
+                order.save()
+                return order, payment_method
+            if decision.verdict is Verdict.REVIEW:
+                return order, payment_method  # stays NOT_STARTED until a person decides
+            order.start_execution(actor=EXECUTOR)
+        elif order.status not in _SENDABLE:
+            return order, payment_method
+        order.attempts += 1
+        order.save()
+    return order, payment_method
+
+
+def order_mark_unknown(*, payment_order_id: str, reason: str) -> PaymentOrder:
+    with transaction.atomic():
+        order = order_lock(payment_order_id=payment_order_id)
+        if order.status == OrderStatus.EXECUTING:
+            order.mark_unknown(actor=EXECUTOR, reason=reason)
+            order.save()
+    return order
+
+
+def order_apply_result(*, payment_order_id: str, result: ChargeResult, actor: str, reason: str = "") -> PaymentOrder:
+    """Move the order to what the PSP says, if its state machine still allows it; otherwise change nothing.
+
+    The executor, webhooks and lookups all come through here, in any order and any number of times. A result that
+    arrives late (a ``processing`` event after the success) finds the order past it and is dropped. A capture
+    reported for an order we hold FAILED is money taken with no sale: it is logged at ERROR and left, unchanged, to
+    reconciliation and a person.
+    """
+    if result.status is ChargeStatus.SUCCEEDED:
+        with transaction.atomic():
+            order = order_lock(payment_order_id=payment_order_id)
+            if not order.is_final and not can_proceed(order.mark_success):
+                return order  # NOT_STARTED: the PSP cannot have captured what was never sent; nothing to apply
+            if order.status == OrderStatus.FAILED:
+                logger.error(
+                    "PSP reports a capture for a failed order",
+                    extra={"payment_order_id": payment_order_id, "psp_reference": result.psp_reference},
+                )
+                return order
+            return order_succeed(
+                payment_order_id=payment_order_id, psp_reference=result.psp_reference, actor=actor, reason=reason
+            )
+    with transaction.atomic():
+        order = order_lock(payment_order_id=payment_order_id)
+        if result.status is ChargeStatus.PENDING and can_proceed(order.mark_pending):
+            order.psp_reference = result.psp_reference or order.psp_reference
+            order.mark_pending(actor=actor, reason=reason or "the PSP is still working")
+            order.save()
+        elif (
+            result.status is ChargeStatus.FAILED
+            and order.status != OrderStatus.NOT_STARTED
+            and can_proceed(order.mark_failed)
+        ):
+            order.psp_reference = result.psp_reference or order.psp_reference
+            order.mark_failed(actor=actor, reason=reason or result.failure_message, failure_code=result.failure_code)
+            order.save()
+    return order
