@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "payments",
     "reconciliation",
     "psp_sandbox",
+    "storefront",
 ]
 
 MIDDLEWARE = [
@@ -195,6 +196,8 @@ STRIPE_API_BASE = env_str("STRIPE_API_BASE", f"http://127.0.0.1:{STRIPE_SANDBOX_
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_sandbox" if STRIPE_USES_SANDBOX else "")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
+# The demo storefront at /storefront/: on with the sandbox PSP, off with real Stripe (a deployment has its own).
+DEMO_STOREFRONT = env_bool("DEMO_STOREFRONT", STRIPE_USES_SANDBOX)
 
 # --- The rest of Django ---------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

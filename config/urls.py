@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -10,6 +11,9 @@ urlpatterns = [
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
+
+if settings.DEMO_STOREFRONT:
+    urlpatterns.append(path("storefront/", include("storefront.urls")))
 
 handler400 = "api.fallbacks.bad_request"
 handler404 = "api.fallbacks.not_found"

@@ -121,6 +121,7 @@ def order_apply_result(*, payment_order_id: str, result: ChargeResult, actor: st
         order = order_lock(payment_order_id=payment_order_id)
         if result.status is ChargeStatus.PENDING and can_proceed(order.mark_pending):
             order.psp_reference = result.psp_reference or order.psp_reference
+            order.action_url = result.action_url
             order.mark_pending(actor=actor, reason=reason or "the PSP is still working")
             order.save()
         elif (

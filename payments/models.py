@@ -107,6 +107,8 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
     # The PSP's id for the charge (``pi_…``) and, for the hosted page, its session token (``cs_…``).
     psp_reference = models.CharField(max_length=255, blank=True, default="", db_default="")
     psp_token = models.CharField(max_length=255, blank=True, default="", db_default="")
+    # While PENDING on the buyer (3-D Secure): the PSP's page where the buyer completes the step.
+    action_url = models.CharField(max_length=2000, blank=True, default="", db_default="")
     failure_code = models.CharField(max_length=100, blank=True, default="", db_default="")
     failure_reason = models.TextField(blank=True, default="", db_default="")
     attempts = models.PositiveIntegerField(default=0, db_default=0)

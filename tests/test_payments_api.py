@@ -31,6 +31,7 @@ def test_create_payment_returns_the_payment_with_its_orders(post_payment: Callab
     assert data["checkout_id"] == body["checkout_id"]
     assert data["status"] == "IN_PROGRESS"
     assert data["created_at"]
+    assert data["hosted_page_url"] is None
     assert [o["payment_order_id"] for o in data["payment_orders"]] == [
         o["payment_order_id"] for o in body["payment_orders"]
     ]
@@ -41,6 +42,7 @@ def test_create_payment_returns_the_payment_with_its_orders(post_payment: Callab
         "currency": "EUR",
         "status": "NOT_STARTED",
         "failure_code": None,
+        "next_action_url": None,
     }
     event = PaymentEvent.objects.get(payment_id=data["payment_id"])
     assert event.buyer_id == "buyer_42"

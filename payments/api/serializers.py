@@ -229,6 +229,10 @@ class PaymentOrderOutput(serializers.Serializer):
     currency = serializers.CharField(source="amount_currency")
     status = serializers.ChoiceField(choices=OrderStatus.choices)
     failure_code = serializers.CharField(allow_null=True)
+    next_action_url = serializers.CharField(
+        allow_null=True,
+        help_text="While PENDING on the buyer (3-D Secure): send the buyer here to complete the step. Null otherwise.",
+    )
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_amount(self, order: PaymentOrder) -> str:
@@ -238,6 +242,7 @@ class PaymentOrderOutput(serializers.Serializer):
     def to_representation(self, instance: PaymentOrder) -> dict[str, Any]:
         data = super().to_representation(instance)
         data["failure_code"] = instance.failure_code or None
+        data["next_action_url"] = _next_action_url(instance)
         return data
 
 
@@ -303,7 +308,12 @@ def _order_fields(order: PaymentOrder) -> dict[str, Any]:
         "currency": money.currency.code,
         "status": order.status,
         "failure_code": order.failure_code or None,
+        "next_action_url": _next_action_url(order),
     }
+
+
+def _next_action_url(order: PaymentOrder) -> str | None:
+    return order.action_url if order.status == OrderStatus.PENDING and order.action_url else None
 
 
 class BalanceOutput(serializers.Serializer):

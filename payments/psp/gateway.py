@@ -27,6 +27,8 @@ class ChargeResult:
     psp_reference: str = ""
     failure_code: str = ""  # the decline code when the PSP gives one (insufficient_funds), else its error code
     failure_message: str = ""
+    # PENDING on the buyer (3-D Secure): where the buyer completes the step; empty otherwise.
+    action_url: str = ""
 
 
 class TransientPspError(Exception):

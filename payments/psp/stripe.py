@@ -81,7 +81,7 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _classify(exc) from exc
-        return _result(intent)
+        return _result(intent.to_dict())
 
     def lookup(self, *, payment_order_id: str) -> ChargeResult | None:
         try:
@@ -90,7 +90,7 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _classify(exc) from exc
-        return _result(found.data[0]) if found.data else None
+        return _result(found.data[0].to_dict()) if found.data else None
 
     def checkout_create(
         self,
@@ -198,12 +198,12 @@ class StripeGateway:
         return PspNotice(note=f"no handler for {event_type}")
 
 
-def _result(intent: Any) -> ChargeResult:
+def _result(intent: Mapping[str, Any]) -> ChargeResult:
     status = intent["status"]
     if status == "succeeded":
         return ChargeResult(ChargeStatus.SUCCEEDED, psp_reference=intent["id"])
     if status in _IN_PROGRESS:
-        return ChargeResult(ChargeStatus.PENDING, psp_reference=intent["id"])
+        return ChargeResult(ChargeStatus.PENDING, psp_reference=intent["id"], action_url=_action_url(intent))
     error = intent.get("last_payment_error") or {}
     return ChargeResult(
         ChargeStatus.FAILED,
@@ -211,6 +211,13 @@ def _result(intent: Any) -> ChargeResult:
         failure_code=error.get("decline_code") or error.get("code") or status,
         failure_message=error.get("message") or f"payment intent {status}",
     )
+
+
+def _action_url(intent: Mapping[str, Any]) -> str:
+    next_action = intent.get("next_action") or {}
+    redirect = next_action.get("redirect_to_url") or {}
+    sdk = next_action.get("use_stripe_sdk") or {}
+    return str(redirect.get("url") or sdk.get("stripe_js") or "")
 
 
 def _declined(exc: stripe.CardError) -> ChargeResult:
@@ -235,7 +242,9 @@ def _classify(exc: stripe.StripeError) -> Exception:
         # stripe-python cannot tell a refused connection from a response that never came: either way the request
         # may have been applied. Settle it with the same idempotency key, never with a new one.
         return UnknownPspOutcome(str(exc))
-    if isinstance(exc, stripe.IdempotencyError) and exc.http_status == 409:
+    if exc.http_status == 409:
+        # idempotency_key_in_use (stripe-python raises it as a plain APIError): a request with this key is still
+        # running at the PSP. Asking again later with the same key gets its answer.
         return TransientPspError("an earlier attempt with this key is still running at the PSP")
     if exc.http_status is not None and exc.http_status >= 500:
         # A 5xx may come after the charge was applied; the same idempotency key makes asking again safe.
