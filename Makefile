@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint lock bench-api bench-ledger
+.PHONY: install run test lint lock bench-api bench-ledger bench-e2e
 
 $(INSTALLED): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ bench-api: install
 ## Postings per second through the ledger's posting service: spread over sellers, through hot accounts, and raw SQL.
 bench-ledger: install
 	$(PY) scripts/devstack.py env -- $(PY) bench/ledger.py
+
+## Payments created at a steady rate and completed end to end (sandbox PSP, webhooks, two Celery workers).
+bench-e2e: install
+	$(PY) scripts/devstack.py env -- $(PY) bench/e2e.py $(BENCH_ARGS)

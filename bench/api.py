@@ -65,7 +65,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 
-from bench.harness import BenchError, bench_database_urls, exit_on_signal, positive, recreate_database  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BenchError,
+    bench_database_urls,
+    exit_on_signal,
+    positive,
+    queue_suffix,
+    queues_delete,
+    recreate_database,
+)
 
 HOST = "127.0.0.1"
 WORKERS = 2
@@ -75,6 +83,8 @@ EXPECTED_STATUS = 201
 REQUEST_TIMEOUT = 60.0
 STARTUP_TIMEOUT = 60.0
 SAMPLES_KEPT = 2
+# The executor tasks each payment queues go to this run's own queues, deleted at the end (no worker runs here).
+QUEUE_SUFFIX = queue_suffix()
 
 
 # --- Set-up -----------------------------------------------------------------------------------------------------------
@@ -87,6 +97,7 @@ def child_env(bench_url: str) -> dict[str, str]:
     # Persistent connections, as in production: without them every request would pay a PostgreSQL connection.
     env["DB_CONN_MAX_AGE"] = "600"
     env["LOG_LEVEL"] = "WARNING"
+    env["CELERY_QUEUE_SUFFIX"] = QUEUE_SUFFIX
     env.pop("DEBUG", None)
     # Only the options given on the command line apply.
     env.pop("GUNICORN_CMD_ARGS", None)
@@ -450,6 +461,8 @@ def main(argv: list[str]) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        queues_delete(QUEUE_SUFFIX)
     return report(run)
 
 

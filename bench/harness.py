@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 from collections.abc import Callable
 from types import FrameType
 from urllib.parse import quote, unquote, urlsplit
@@ -54,3 +56,19 @@ def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
 def exit_on_signal(signum: int, frame: FrameType | None) -> None:
     # Turns SIGTERM/SIGHUP into SystemExit, so that the scripts' finally blocks stop what they started.
     raise SystemExit(128 + signum)
+
+
+def queue_suffix() -> str:
+    """CELERY_QUEUE_SUFFIX for one benchmark run: its tasks go to queues of its own, never to a running system's."""
+    return f".bench-{secrets.token_hex(4)}"
+
+
+def queues_delete(suffix: str) -> None:
+    """Remove the run's queues (and what they still hold) from the broker."""
+    import redis
+
+    broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    client = redis.Redis.from_url(broker, socket_connect_timeout=5)
+    keys = list(client.scan_iter(match=f"*{suffix}*", count=1000))
+    if keys:
+        client.delete(*keys)

@@ -112,13 +112,18 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90)
 # Redis re-delivers an unacknowledged message after this long; it must exceed any countdown a task is given.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_DEFAULT_QUEUE = "default"
 # A queue per concern, so that slow housekeeping never delays a payment. The Procfile's worker serves every queue.
+# CELERY_QUEUE_SUFFIX renames them all (a benchmark sharing a Redis with a running system keeps to its own queues).
+CELERY_QUEUE_SUFFIX = env_str("CELERY_QUEUE_SUFFIX", "")
+CELERY_TASK_DEFAULT_QUEUE = f"default{CELERY_QUEUE_SUFFIX}"
 CELERY_TASK_ROUTES = {
-    "payments.order_execute": {"queue": "payments"},
-    "payments.webhook_event_process": {"queue": "webhooks"},
-    "api.idempotency_keys_purge": {"queue": "maintenance"},
-    "reconciliation.ledger_check": {"queue": "maintenance"},
+    task: {"queue": f"{queue}{CELERY_QUEUE_SUFFIX}"}
+    for task, queue in {
+        "payments.order_execute": "payments",
+        "payments.webhook_event_process": "webhooks",
+        "api.idempotency_keys_purge": "maintenance",
+        "reconciliation.ledger_check": "maintenance",
+    }.items()
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -228,4 +233,6 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["card_numbers"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # stripe-python logs every request and response at INFO: two lines per PSP call, at the executor's rate.
+    "loggers": {"stripe": {"level": env_str("STRIPE_LOG_LEVEL", "WARNING")}},
 }

@@ -23,11 +23,11 @@ from djmoney.money import Money
 
 from ledger.money import to_minor
 from payments.locks import order_lock
-from payments.models import OrderStatus, PaymentOrder
+from payments.models import CAPTURED_STATUSES, OrderStatus, PaymentOrder
 from payments.psp import payment_gateway
 from payments.psp.gateway import ChargeResult, ChargeStatus, UnknownPspOutcome
 from payments.risk import Verdict, order_risk_check
-from payments.services import order_succeed
+from payments.services import order_capture
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ def order_apply_result(*, payment_order_id: str, result: ChargeResult, actor: st
                     extra={"payment_order_id": payment_order_id, "psp_reference": result.psp_reference},
                 )
                 return order
-            return order_succeed(
-                payment_order_id=payment_order_id, psp_reference=result.psp_reference, actor=actor, reason=reason
-            )
+            if order.status not in CAPTURED_STATUSES:
+                order_capture(order=order, psp_reference=result.psp_reference, actor=actor, reason=reason)
+            return order
     with transaction.atomic():
         order = order_lock(payment_order_id=payment_order_id)
         if result.status is ChargeStatus.PENDING and can_proceed(order.mark_pending):

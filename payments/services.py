@@ -173,18 +173,23 @@ def order_succeed(*, payment_order_id: str, psp_reference: str, actor: str, reas
         order = order_lock(payment_order_id=payment_order_id)
         if order.status in CAPTURED_STATUSES:
             return order
-        order.psp_reference = psp_reference or order.psp_reference
-        order.mark_success(actor=actor, reason=reason)
-        order.save()
-        money = cast(Money, order.amount)
-        payin_post(
-            seller_account=order.seller_id,
-            currency=money.currency.code,
-            gross=to_minor(money.amount, money.currency.code),
-            reference=order.payment_order_id,
-            actor=actor,
-        )
+        order_capture(order=order, psp_reference=psp_reference, actor=actor, reason=reason)
     return order
+
+
+def order_capture(*, order: PaymentOrder, psp_reference: str, actor: str, reason: str = "") -> None:
+    """SUCCESS and the pay-in posting, for an order whose row lock the caller holds in its open transaction."""
+    order.psp_reference = psp_reference or order.psp_reference
+    order.mark_success(actor=actor, reason=reason)
+    order.save()
+    money = cast(Money, order.amount)
+    payin_post(
+        seller_account=order.seller_id,
+        currency=money.currency.code,
+        gross=to_minor(money.amount, money.currency.code),
+        reference=order.payment_order_id,
+        actor=actor,
+    )
 
 
 def executions_enqueue(payment_order_ids: Iterable[str]) -> None:
