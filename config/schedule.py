@@ -5,6 +5,12 @@ from __future__ import annotations
 from celery.schedules import crontab
 
 BEAT_SCHEDULE = {
+    # Webhook events are drained as they arrive; this catches what a lost task or flag left waiting, and retries
+    # failed events whose backoff has passed.
+    "drain-webhook-inbox": {
+        "task": "payments.webhook_events_drain",
+        "schedule": 60.0,
+    },
     # Idempotency keys promise a replay for 24 hours and nothing after; purging hourly keeps the table (and its
     # unique index, which every POST touches) small.
     "purge-expired-idempotency-keys": {

@@ -120,12 +120,18 @@ CELERY_TASK_ROUTES = {
     task: {"queue": f"{queue}{CELERY_QUEUE_SUFFIX}"}
     for task, queue in {
         "payments.order_execute": "payments",
-        "payments.webhook_event_process": "webhooks",
+        "payments.webhook_events_drain": "webhooks",
         "api.idempotency_keys_purge": "maintenance",
         "reconciliation.ledger_check": "maintenance",
     }.items()
 }
 CELERY_TIMEZONE = "UTC"
+
+# The webhook inbox: a failed event is retried after WEBHOOK_RETRY_BASE_SECONDS, doubling up to the maximum. The
+# drain flag stops a burst of deliveries from queueing a drain each; it expires by itself if a drain is lost.
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 5)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
+WEBHOOK_DRAIN_FLAG_SECONDS = env_int("WEBHOOK_DRAIN_FLAG_SECONDS", 30)
 
 # Retries of a PSP call that failed transiently (429, 5xx, no answer): exponential backoff from the base, capped, with
 # full jitter, at most PSP_RETRY_MAX_ATTEMPTS sends per order. The cap stays below the broker's visibility timeout.

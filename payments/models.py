@@ -231,6 +231,8 @@ class WebhookEvent(models.Model):
     deliveries = models.PositiveIntegerField(default=1, db_default=1)
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, db_default=0)
+    # After a failed attempt: not before this time (exponential backoff). Empty: due now.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     outcome = models.TextField(blank=True, default="", db_default="")
     last_error = models.TextField(blank=True, default="", db_default="")
 
@@ -238,10 +240,8 @@ class WebhookEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["psp", "event_id"], name="webhook_event_unique")]
         indexes = [
             models.Index(fields=["object_id"], name="webhook_event_object_idx"),
-            # The unprocessed ones: what the sweep and the console look for.
-            models.Index(
-                fields=["received_at"], condition=models.Q(processed_at__isnull=True), name="webhook_event_open_idx"
-            ),
+            # The waiting ones, in arrival order: what a drain claims next, and what the console lists.
+            models.Index(fields=["id"], condition=models.Q(processed_at__isnull=True), name="webhook_event_open_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,8 @@
 """The webhook inbox: receive (verify, store, acknowledge) and process (apply to orders), as two separate steps.
 
 Receiving does no business work, so the PSP hears 2xx within milliseconds and stops redelivering; processing runs in
-a Celery task, may fail and be retried, and never loses the event, which stays in the inbox with its last error.
+a Celery task that drains the inbox, may fail and be retried with backoff, and never loses the event, which stays in
+the inbox with its last error.
 Processing is idempotent and indifferent to order of arrival: every result goes through ``order_apply_result``, and
 the order's state machine decides what a late or repeated event may still change.
 """
@@ -9,9 +10,15 @@ the order's state machine decides what a late or repeated event may still change
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
+from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from payments.execution import order_apply_result
@@ -33,13 +40,17 @@ RETURNING inbox.id, inbox.processed_at IS NULL
 """
 
 
+_DRAIN_QUEUED = "payments:webhook-drain-queued"
+
+
 class WebhookProcessingFailed(Exception):
     """A handler raised; the event is kept with its error, for a retry and for the finance console."""
 
 
-def webhook_receive(*, psp: str, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent | None:
-    """Verify and store one delivery; queue its processing. Raises InvalidWebhook, storing nothing, when the
-    signature does not hold. Returns the stored event, or None for a repeat of an event already processed."""
+def webhook_receive(*, psp: str, payload: bytes, headers: Mapping[str, str]) -> bool:
+    """Verify and store one delivery, then make sure a drain will process it. Raises InvalidWebhook, storing
+    nothing, when the signature does not hold. Returns whether the event waits for processing (False for a repeat
+    of an event already processed)."""
     verified = payment_gateway().webhook_verify(payload=payload, headers=headers)
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -47,46 +58,89 @@ def webhook_receive(*, psp: str, payload: bytes, headers: Mapping[str, str]) -> 
                 _RECEIVE,
                 [psp, verified.event_id, verified.type, verified.object_id, payload.decode("utf-8")],
             )
-            pk, waiting = cursor.fetchone()
-        if not waiting:
-            return None
-        # Queued again on a repeat that finds the event still waiting: the first task may have been lost.
-        transaction.on_commit(lambda: _publish(pk))
-    return WebhookEvent(pk=pk, psp=psp, event_id=verified.event_id, type=verified.type)
+            _, waiting = cursor.fetchone()
+        if waiting:
+            # Also on a repeat that finds the event still waiting: the drain that was to take it may have been lost.
+            transaction.on_commit(webhook_drain_request)
+    return bool(waiting)
 
 
-def _publish(pk: int) -> None:
-    from payments.tasks import webhook_event_process
+def webhook_drain_request() -> None:
+    """Queue a drain of the inbox unless one is queued already.
 
+    One task drains every waiting event, instead of one task per event: at the PSP's pace the broker round trip and
+    task start-up cost more than applying an event. The flag lives in Redis with a short expiry; a drain clears it
+    as it starts, so an event stored while a drain runs queues the next one. Beat drains every minute too, which
+    catches a flag or a task lost with Redis.
+    """
     try:
-        webhook_event_process.apply_async((str(pk),), retry=False)
+        if cache.add(_DRAIN_QUEUED, 1, timeout=settings.WEBHOOK_DRAIN_FLAG_SECONDS):
+            from payments.tasks import webhook_events_drain
+
+            webhook_events_drain.apply_async(retry=False)
     except Exception:
-        logger.warning("could not queue a webhook event; it waits in the inbox", extra={"webhook_event": pk})
+        cache.delete(_DRAIN_QUEUED)
+        logger.warning("could not queue a webhook drain; the periodic drain will take the events", exc_info=True)
+
+
+def webhook_events_drain(*, max_seconds: float = 30.0) -> int:
+    """Process waiting events, oldest first, one transaction each, until none is due or the time is up. Returns
+    how many were processed (failures included). Several drains may run at once: each claims its next event with
+    SKIP LOCKED, so no event is processed twice."""
+    cache.delete(_DRAIN_QUEUED)
+    deadline = time.monotonic() + max_seconds
+    done = 0
+    while time.monotonic() < deadline:
+        with transaction.atomic():
+            event = (
+                WebhookEvent.objects.select_for_update(skip_locked=True)
+                .filter(processed_at__isnull=True)
+                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=Now()))
+                .order_by("pk")
+                .first()
+            )
+            if event is None:
+                return done
+            _process_locked(event)
+        done += 1
+    webhook_drain_request()  # out of time with events left: the next drain goes on
+    return done
 
 
 def webhook_event_process(*, event_id: str) -> str:
-    """Apply one stored event to our orders, once. Returns what happened, which is also kept on the event."""
+    """Apply one stored event now, whatever its retry schedule (the console's "process again"). Returns the outcome;
+    raises WebhookProcessingFailed when the handler fails, keeping the error on the event."""
     with transaction.atomic():
-        # SKIP LOCKED: a duplicate task for an event being processed right now leaves it to the first one.
+        # SKIP LOCKED: an event a drain is applying right now is left to it.
         event = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=int(event_id)).first()
         if event is None or event.processed_at is not None:
             return "already processed or in progress"
-        event.attempts += 1
-        try:
-            with transaction.atomic():
-                outcome = _apply(payment_gateway().webhook_notice(payload=event.payload))
-        except Exception as exc:
-            event.last_error = f"{type(exc).__name__}: {exc}"[:4000]
-            event.save(update_fields=["attempts", "last_error"])
-            failure: Exception = exc
-        else:
-            event.processed_at = timezone.now()
-            event.outcome = outcome
-            event.last_error = ""
-            event.save(update_fields=["attempts", "processed_at", "outcome", "last_error"])
-            return outcome
-    logger.error("webhook event processing failed", extra={"webhook_event": event.event_id, "attempts": event.attempts})
-    raise WebhookProcessingFailed(event.event_id) from failure
+        if _process_locked(event):
+            return event.outcome
+    raise WebhookProcessingFailed(event.event_id)
+
+
+def _process_locked(event: WebhookEvent) -> bool:
+    """Apply an event whose row lock the caller holds; record the outcome, or the error and the next attempt."""
+    event.attempts += 1
+    try:
+        with transaction.atomic():
+            outcome = _apply(payment_gateway().webhook_notice(payload=event.payload))
+    except Exception as exc:
+        event.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        delay = min(settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (event.attempts - 1), settings.WEBHOOK_RETRY_MAX_SECONDS)
+        event.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+        event.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+        logger.error(
+            "webhook event processing failed; kept for retry",
+            extra={"webhook_event": event.event_id, "attempts": event.attempts, "retry_in_seconds": delay},
+        )
+        return False
+    event.processed_at = timezone.now()
+    event.outcome = outcome
+    event.last_error = ""
+    event.save(update_fields=["attempts", "processed_at", "outcome", "last_error"])
+    return True
 
 
 def _apply(notice: PspNotice) -> str:

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
@@ -43,6 +44,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except redis.RedisError as exc:
         pytest.exit(f"Redis is unreachable at {settings.REDIS_URL}: {exc}", returncode=3)
     _route_tasks_to_this_run()
+    # This run's cache keys (the webhook drain flag among them) are its own, whoever else uses this Redis.
+    settings.CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN}"
 
 
 def _allow_ledger_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -194,10 +197,13 @@ def celery_worker_app() -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
+    from payments.webhooks import _DRAIN_QUEUED
 
     queues = [run_queue(name) for name in served_queues()]
     with app.connection_for_write() as conn:
         for queue in queues:
             conn.default_channel.queue_purge(queue)
+    # A drain queued by an earlier test went with its queue: its flag must go too, or no drain is queued for a while.
+    cache.delete(_DRAIN_QUEUED)
     with start_worker(app, pool="solo", perform_ping_check=False, queues=queues):
         yield app

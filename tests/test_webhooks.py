@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 
 from api.services import IssuedKey
 from ledger.models import JournalTransaction
 from payments.models import OrderStatus, PaymentOrder, WebhookEvent
 from payments.services import BuyerInfo, NewOrder, payment_create
-from payments.webhooks import WebhookProcessingFailed, webhook_event_process
+from payments.webhooks import WebhookProcessingFailed, webhook_event_process, webhook_events_drain
 from tests.conftest import unique, wait_until
 
 URL = "/v1/webhooks/stripe"
@@ -249,7 +250,15 @@ def test_an_event_whose_handler_fails_is_kept_with_its_error(executing_order: Ca
     assert stored.processed_at is None
     assert stored.attempts == 1
     assert "KeyError" in stored.last_error
+    assert stored.next_attempt_at is not None
+    assert stored.next_attempt_at > timezone.now()
     assert status_of(order_id) == OrderStatus.EXECUTING
+    # and a drain leaves it alone until its backoff has passed, then tries again
+    assert webhook_events_drain(max_seconds=5) == 0
+    WebhookEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+    assert webhook_events_drain(max_seconds=5) == 1
+    stored.refresh_from_db()
+    assert stored.attempts == 2
 
 
 @pytest.mark.django_db
