@@ -42,6 +42,8 @@ class PaymentIntent(models.Model):
     return_url = models.TextField(blank=True)
     last_payment_error = models.JSONField(null=True, blank=True)
     next_action = models.JSONField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    cancellation_reason = models.CharField(max_length=32, blank=True)
     created = models.DateTimeField()
     updated = models.DateTimeField(auto_now=True)
 
@@ -53,6 +55,8 @@ class PaymentIntent(models.Model):
             models.Index(fields=["created"], name="psp_sandbox_pi_created"),
             # Search by metadata is a jsonb containment (metadata @> '{"key": "value"}'), which a GIN index serves.
             GinIndex(fields=["metadata"], name="psp_sandbox_pi_metadata"),
+            # The clock's scan for processing payments that are due to clear.
+            models.Index(fields=["updated"], name="psp_sandbox_pi_processing", condition=models.Q(status="processing")),
         ]
 
     def __str__(self) -> str:
@@ -149,3 +153,84 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → {self.response_status}"
+
+
+class SandboxConfig(models.Model):
+    """The sandbox's runtime configuration: one row, so that every gunicorn worker of the sandbox sees the same webhook
+    URL and faults. It holds only overrides: a knob missing here keeps its environment default (psp_sandbox/knobs.py).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    overrides = models.JSONField(default=dict)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="psp_sandbox_config_one_row")]
+
+    def __str__(self) -> str:
+        return f"sandbox config {self.overrides}"
+
+
+class Event(models.Model):
+    """A Stripe event: what happened, with a snapshot of the object as it was at that moment. Written in the same
+    transaction as the change it reports, so an event exists exactly when its change committed."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    type = models.CharField(max_length=64)
+    api_version = models.CharField(max_length=32)
+    # {"object": {...}} and, for updates, "previous_attributes": Stripe's ``data``.
+    data = models.JSONField()
+    request_id = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    # What the fault decisions for this event's deliveries hash (psp_sandbox/faults.py): stable across runs when the
+    # request that caused it carried an idempotency key.
+    fault_identity = models.TextField()
+    created = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_evt_created"),
+            models.Index(fields=["type", "-created"], name="psp_sandbox_evt_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.type}"
+
+
+class WebhookDelivery(models.Model):
+    """One event on its way to one endpoint: the delivery loop's queue (psp_sandbox/webhooks.py) and its record."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for its next attempt (or being attempted under a lease)
+        DELIVERED = "delivered"  # the endpoint answered 2xx
+        FAILED = "failed"  # every attempt failed; given up
+        DROPPED = "dropped"  # the drop fault: never sent
+
+    id = models.BigAutoField(primary_key=True)
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="deliveries")
+    endpoint_url = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Faults decided when the delivery was scheduled: held back until a later delivery to the same endpoint was
+    # attempted (reorder), and sent twice (duplicate).
+    reordered = models.BooleanField(default=False)
+    duplicate = models.BooleanField(default=False)
+    created = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The delivery loop's claim: due pending rows in creation order.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="psp_sandbox_dlv_due",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(fields=["event"], name="psp_sandbox_dlv_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.endpoint_url} {self.status}"

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from psp_sandbox.errors import InvalidRequest
-from psp_sandbox.models import BalanceTransaction, Charge, PaymentIntent
+from psp_sandbox.models import BalanceTransaction, Charge, Event, PaymentIntent
 
 # What ``expand[]`` may name on a PaymentIntent: enough to read the fee of a payment in one call.
 EXPANDABLE = frozenset({"latest_charge", "latest_charge.balance_transaction"})
@@ -49,8 +49,8 @@ def payment_intent_object(
         "amount_received": intent.amount if succeeded else 0,
         "application": None,
         "application_fee_amount": None,
-        "canceled_at": None,
-        "cancellation_reason": None,
+        "canceled_at": unix(intent.canceled_at),
+        "cancellation_reason": intent.cancellation_reason or None,
         "capture_method": "automatic",
         "client_secret": intent.client_secret,
         "confirmation_method": "automatic",
@@ -137,4 +137,23 @@ def search_result(path: str, data: list[dict[str, Any]], *, next_page: str | Non
         "has_more": next_page is not None,
         "data": data,
         "next_page": next_page,
+    }
+
+
+def list_object(url: str, data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+def event_object(event: Event, *, pending_webhooks: int | None = None) -> dict[str, Any]:
+    pending = pending_webhooks if pending_webhooks is not None else getattr(event, "pending", 0)
+    return {
+        "id": event.id,
+        "object": "event",
+        "api_version": event.api_version,
+        "created": unix(event.created),
+        "data": event.data,
+        "livemode": False,
+        "pending_webhooks": pending,
+        "request": {"id": event.request_id or None, "idempotency_key": event.idempotency_key or None},
+        "type": event.type,
     }

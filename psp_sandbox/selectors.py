@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
-from django.db.models import Count
+from django.db.models import Count, Model, Q, QuerySet
 
 from psp_sandbox.errors import InvalidRequest, ResourceMissing
-from psp_sandbox.models import Charge, PaymentIntent
+from psp_sandbox.events import with_pending_webhooks
+from psp_sandbox.inputs import ListInput
+from psp_sandbox.models import Charge, Event, PaymentIntent
 from psp_sandbox.search import query_filter
+
+M = TypeVar("M", bound=Model)
 
 
 def payment_intent_get(intent_id: str) -> PaymentIntent:
@@ -44,3 +49,38 @@ def charge_counts_by_order(payment_order_ids: Iterable[str] | None = None) -> di
         charges = charges.filter(payment_order_id__in=list(payment_order_ids))
     rows = charges.values("payment_order_id").annotate(n=Count("id")).values_list("payment_order_id", "n")
     return dict(rows)
+
+
+def page(queryset: QuerySet[M], data: ListInput, *, kind: str) -> tuple[list[M], bool]:
+    """One page of a Stripe list: newest first (``created``, then ``id``), ``limit`` at a time, after or before the
+    cursor object; ``has_more`` says whether the list goes on in the direction read."""
+    rows = queryset.filter(**{f"created__{op}": moment for op, moment in data.created.items()})
+    cursor = data.starting_after or data.ending_before
+    if cursor is None:
+        found = list(rows.order_by("-created", "-id")[: data.limit + 1])
+        return found[: data.limit], len(found) > data.limit
+    anchor = queryset.model._default_manager.filter(pk=cursor).values_list("created", flat=True).first()
+    if anchor is None:
+        param = "starting_after" if data.starting_after else "ending_before"
+        raise ResourceMissing(kind, cursor, param=param, status=400)
+    if data.starting_after:
+        older = rows.filter(Q(created__lt=anchor) | Q(created=anchor, id__lt=cursor))
+        found = list(older.order_by("-created", "-id")[: data.limit + 1])
+        return found[: data.limit], len(found) > data.limit
+    newer = rows.filter(Q(created__gt=anchor) | Q(created=anchor, id__gt=cursor))
+    found = list(newer.order_by("created", "id")[: data.limit + 1])
+    return list(reversed(found[: data.limit])), len(found) > data.limit
+
+
+def event_get(event_id: str) -> Event:
+    event = with_pending_webhooks(Event.objects.filter(pk=event_id)).first()
+    if event is None:
+        raise ResourceMissing("event", event_id)
+    return event
+
+
+def events_list(data: ListInput, *, types: list[str]) -> tuple[list[Event], bool]:
+    events = with_pending_webhooks(Event.objects.all())
+    if types:
+        events = events.filter(type__in=types)
+    return page(events, data, kind="event")

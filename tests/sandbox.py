@@ -72,6 +72,10 @@ def running_sandbox(
         "SECRET_KEY": settings.SECRET_KEY,
         "REDIS_URL": settings.REDIS_URL,
         "STRIPE_API_KEY": settings.STRIPE_API_KEY,
+        "STRIPE_WEBHOOK_SECRET": settings.STRIPE_WEBHOOK_SECRET,
+        # Read the config row on every use: a test that changes it through /v1/sandbox/config sees the change in the
+        # very next call, whichever worker serves it.
+        "SANDBOX_CONFIG_CACHE_SECONDS": "0",
         **(env or {}),
     }
     command = [
