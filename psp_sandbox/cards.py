@@ -9,13 +9,18 @@ test mode, plus one of ours.
 - ``pm_card_processing``: **the sandbox's own**, Stripe has no such card. The intent stays ``processing`` with a
   ``pending`` charge until it is settled; this is how we exercise "Handling payment processing delays".
 
-Card numbers for the hosted page map onto the same behaviours (``CARD_NUMBERS``).
+Card numbers for the hosted page map onto the same behaviours (``CARD_NUMBERS``); any other Luhn-valid number
+succeeds like ``pm_card_visa``. A number is only ever read to choose the payment method and to keep its brand and
+last four digits (``typed_card``); it is never stored, logged or shown again.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
+
+from api.carddata import luhn_valid
 
 
 class Behaviour(enum.Enum):
@@ -48,7 +53,7 @@ PAYMENT_METHODS: dict[str, SandboxCard] = {
     "pm_card_processing": SandboxCard(Behaviour.PROCESS, last4="0077"),
 }
 
-# For the hosted page's card form (not built yet): Stripe's test numbers, mapped to the payment methods above.
+# For the hosted page's card form: Stripe's test numbers, mapped to the payment methods above.
 CARD_NUMBERS: dict[str, str] = {
     "4242424242424242": "pm_card_visa",
     "4000000000000002": "pm_card_chargeDeclined",
@@ -59,3 +64,34 @@ CARD_NUMBERS: dict[str, str] = {
 
 def card_for(payment_method: str) -> SandboxCard | None:
     return PAYMENT_METHODS.get(payment_method)
+
+
+@dataclass(frozen=True)
+class TypedCard:
+    """What the sandbox keeps of a card number typed on the hosted page."""
+
+    payment_method: str
+    brand: str
+    last4: str
+
+
+def typed_card(raw: str) -> TypedCard | None:
+    """The test payment method a typed card number stands for, or None when it is not a card number (12 to 19
+    digits, spaces and dashes allowed, Luhn-valid)."""
+    digits = re.sub(r"[ -]", "", raw)
+    if not re.fullmatch(r"[0-9]{12,19}", digits) or not luhn_valid(digits):
+        return None
+    return TypedCard(CARD_NUMBERS.get(digits, "pm_card_visa"), brand_of(digits), digits[-4:])
+
+
+def brand_of(digits: str) -> str:
+    """The card network by the number's leading digits (IIN ranges), in Stripe's brand names."""
+    if digits.startswith("4"):
+        return "visa"
+    if digits[:2] in {"34", "37"}:
+        return "amex"
+    if 51 <= int(digits[:2]) <= 55 or 2221 <= int(digits[:4]) <= 2720:
+        return "mastercard"
+    if digits.startswith(("6011", "65")):
+        return "discover"
+    return "unknown"

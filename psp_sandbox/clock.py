@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from psp_sandbox import config, services
+from psp_sandbox import checkout, config, services
 from psp_sandbox.models import PaymentIntent
 
 BATCH = 200
@@ -27,3 +27,4 @@ def tick() -> None:
     due = PaymentIntent.objects.filter(status=PaymentIntent.Status.PROCESSING, updated__lte=now - delay)
     for intent_id in due.values_list("id", flat=True)[:BATCH]:
         services.payment_intent_settle(intent_id=intent_id, succeed=True)
+    checkout.sessions_expire_due(limit=BATCH)

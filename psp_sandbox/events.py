@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -48,10 +49,17 @@ def event_emit(type: str, obj: dict[str, Any], *, previous_attributes: dict[str,
         request_id=request.request_id if request is not None else "",
         idempotency_key=(request.idempotency_key or "") if request is not None else "",
         fault_identity=identity,
+        transaction_id=_transaction_id(),
         created=timezone.now(),
     )
     webhooks.delivery_schedule(event, config.current())
     return event
+
+
+def _transaction_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT txid_current()")
+        return int(cursor.fetchone()[0])
 
 
 def with_pending_webhooks(events: QuerySet[Event]) -> QuerySet[Event]:

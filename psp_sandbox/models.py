@@ -14,9 +14,9 @@ from django.db import models
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def stripe_id(prefix: str) -> str:
-    """A Stripe-style id: the object's prefix, an underscore and 24 random alphanumerics."""
-    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(24))}"
+def stripe_id(prefix: str, length: int = 24) -> str:
+    """A Stripe-style id: the object's prefix, an underscore and ``length`` random alphanumerics."""
+    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(length))}"
 
 
 class PaymentIntent(models.Model):
@@ -44,6 +44,10 @@ class PaymentIntent(models.Model):
     next_action = models.JSONField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = models.CharField(max_length=32, blank=True)
+    # The card a buyer typed on the hosted page, as far as it may be kept: brand and last four digits (never the
+    # number). Empty for the API's test payment methods, whose card is known by their id (psp_sandbox/cards.py).
+    card_brand = models.CharField(max_length=16, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
     created = models.DateTimeField()
     updated = models.DateTimeField(auto_now=True)
 
@@ -113,6 +117,9 @@ class Charge(models.Model):
     )
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.TextField(blank=True)
+    card_brand = models.CharField(max_length=16, default="visa")
+    card_last4 = models.CharField(max_length=4, default="4242")
+    card_country = models.CharField(max_length=2, default="US")
     outcome = models.JSONField(default=dict)
     metadata = models.JSONField(default=dict)
     # Deliberately not unique: if a caller charges one order twice (say, with two idempotency keys), the sandbox must
@@ -185,6 +192,9 @@ class Event(models.Model):
     # What the fault decisions for this event's deliveries hash (psp_sandbox/faults.py): stable across runs when the
     # request that caused it carried an idempotency key.
     fault_identity = models.TextField()
+    # PostgreSQL's id of the transaction that wrote the event: events of one change (an intent's success and the
+    # Checkout Session it completes) are delivered one after the other, in order (psp_sandbox/webhooks.py).
+    transaction_id = models.BigIntegerField(null=True, blank=True)
     created = models.DateTimeField()
 
     class Meta:
@@ -234,3 +244,57 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} → {self.endpoint_url} {self.status}"
+
+
+class CheckoutSession(models.Model):
+    """A Checkout Session in ``payment`` mode: line items in one currency, paid on the hosted page
+    (``/c/pay/{id}``) through one PaymentIntent, created at the buyer's first attempt and reused after a decline."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        COMPLETE = "complete"
+        EXPIRED = "expired"
+
+    class PaymentStatus(models.TextChoices):
+        UNPAID = "unpaid"
+        PAID = "paid"
+
+    id = models.CharField(primary_key=True, max_length=80)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    payment_status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.UNPAID)
+    currency = models.CharField(max_length=3)
+    amount_subtotal = models.BigIntegerField()
+    amount_total = models.BigIntegerField()
+    # [{"id", "name", "unit_amount", "quantity", "amount"}]: what the page lists and the API's line items.
+    line_items = models.JSONField()
+    url = models.TextField()
+    success_url = models.TextField()
+    cancel_url = models.TextField(blank=True)
+    client_reference_id = models.CharField(max_length=200, blank=True)
+    customer_email = models.CharField(max_length=512, blank=True)
+    # What the buyer gave on the page: {"email", "name"}.
+    customer_details = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict)
+    payment_intent_metadata = models.JSONField(default=dict)
+    payment_intent_description = models.TextField(blank=True)
+    payment_intent = models.OneToOneField(
+        PaymentIntent, on_delete=models.PROTECT, null=True, blank=True, related_name="checkout_session"
+    )
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_total=models.F("amount_subtotal")), name="psp_sandbox_cs_no_discounts"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_cs_created"),
+            # The clock's scan for open sessions past their expiry.
+            models.Index(fields=["expires_at"], name="psp_sandbox_cs_open", condition=models.Q(status="open")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount_total} {self.currency} {self.status}"

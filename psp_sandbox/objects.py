@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from psp_sandbox.errors import InvalidRequest
-from psp_sandbox.models import BalanceTransaction, Charge, Event, PaymentIntent
+from psp_sandbox.models import BalanceTransaction, Charge, CheckoutSession, Event, PaymentIntent
 
 # What ``expand[]`` may name on a PaymentIntent: enough to read the fee of a payment in one call.
 EXPANDABLE = frozenset({"latest_charge", "latest_charge.balance_transaction"})
@@ -97,6 +97,10 @@ def charge_object(charge: Charge, *, expand_balance_transaction: bool = False) -
         "paid": succeeded,
         "payment_intent": charge.payment_intent_id,
         "payment_method": charge.payment_method,
+        "payment_method_details": {
+            "type": "card",
+            "card": {"brand": charge.card_brand, "last4": charge.card_last4, "country": charge.card_country},
+        },
         "refunded": False,
         "status": charge.status,
     }
@@ -156,4 +160,94 @@ def event_object(event: Event, *, pending_webhooks: int | None = None) -> dict[s
         "pending_webhooks": pending,
         "request": {"id": event.request_id or None, "idempotency_key": event.idempotency_key or None},
         "type": event.type,
+    }
+
+
+# What ``expand[]`` may name on a Checkout Session.
+SESSION_EXPANDABLE = frozenset({"payment_intent", "line_items"})
+
+
+def checkout_session_object(session: CheckoutSession, *, expand: Collection[str] = ()) -> dict[str, Any]:
+    intent_field: Any = session.payment_intent_id
+    if "payment_intent" in expand and session.payment_intent is not None:
+        intent_field = payment_intent_object(session.payment_intent)
+    body: dict[str, Any] = {
+        "id": session.id,
+        "object": "checkout.session",
+        "after_expiration": None,
+        "allow_promotion_codes": None,
+        "amount_subtotal": session.amount_subtotal,
+        "amount_total": session.amount_total,
+        "automatic_tax": {"enabled": False, "liability": None, "status": None},
+        "billing_address_collection": None,
+        "cancel_url": session.cancel_url or None,
+        "client_reference_id": session.client_reference_id or None,
+        "client_secret": None,
+        "created": unix(session.created),
+        "currency": session.currency,
+        "customer": None,
+        "customer_creation": "if_required",
+        "customer_details": _customer_details(session),
+        "customer_email": session.customer_email or None,
+        "expires_at": unix(session.expires_at),
+        "livemode": False,
+        "locale": None,
+        "metadata": session.metadata,
+        "mode": "payment",
+        "payment_intent": intent_field,
+        "payment_link": None,
+        "payment_method_types": ["card"],
+        "payment_status": session.payment_status,
+        "status": session.status,
+        "submit_type": None,
+        "success_url": session.success_url,
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "ui_mode": "hosted",
+        # Stripe hands out the page's URL only while the session can still be paid.
+        "url": session.url if session.status == CheckoutSession.Status.OPEN else None,
+    }
+    if "line_items" in expand:
+        body["line_items"] = list_object(
+            f"/v1/checkout/sessions/{session.id}/line_items", line_item_objects(session), has_more=False
+        )
+    return body
+
+
+def line_item_objects(session: CheckoutSession) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": item["id"],
+            "object": "item",
+            "amount_discount": 0,
+            "amount_subtotal": item["amount"],
+            "amount_tax": 0,
+            "amount_total": item["amount"],
+            "currency": session.currency,
+            "description": item["name"],
+            "price": {
+                "id": item["price"],
+                "object": "price",
+                "active": False,
+                "currency": session.currency,
+                "product": item["product"],
+                "type": "one_time",
+                "unit_amount": item["unit_amount"],
+            },
+            "quantity": item["quantity"],
+        }
+        for item in session.line_items
+    ]
+
+
+def _customer_details(session: CheckoutSession) -> dict[str, Any] | None:
+    details = session.customer_details
+    if details is None:
+        return None
+    return {
+        "address": None,
+        "email": details.get("email") or session.customer_email or None,
+        "name": details.get("name") or None,
+        "phone": None,
+        "tax_exempt": "none",
+        "tax_ids": [],
     }

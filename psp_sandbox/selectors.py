@@ -10,7 +10,7 @@ from django.db.models import Count, Model, Q, QuerySet
 from psp_sandbox.errors import InvalidRequest, ResourceMissing
 from psp_sandbox.events import with_pending_webhooks
 from psp_sandbox.inputs import ListInput
-from psp_sandbox.models import Charge, Event, PaymentIntent
+from psp_sandbox.models import Charge, CheckoutSession, Event, PaymentIntent
 from psp_sandbox.search import query_filter
 
 M = TypeVar("M", bound=Model)
@@ -84,3 +84,19 @@ def events_list(data: ListInput, *, types: list[str]) -> tuple[list[Event], bool
     if types:
         events = events.filter(type__in=types)
     return page(events, data, kind="event")
+
+
+def checkout_session_get(session_id: str) -> CheckoutSession:
+    session = CheckoutSession.objects.select_related("payment_intent").filter(pk=session_id).first()
+    if session is None:
+        raise ResourceMissing("checkout.session", session_id, param="session")
+    return session
+
+
+def checkout_sessions_list(data: ListInput) -> tuple[list[CheckoutSession], bool]:
+    sessions = CheckoutSession.objects.select_related("payment_intent")
+    if "payment_intent" in data.filters:
+        sessions = sessions.filter(payment_intent_id=data.filters["payment_intent"])
+    if "status" in data.filters:
+        sessions = sessions.filter(status=data.filters["status"])
+    return page(sessions, data, kind="checkout.session")

@@ -16,11 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from psp_sandbox import events, objects
-from psp_sandbox.cards import Behaviour, SandboxCard, card_for
+from psp_sandbox.cards import Behaviour, SandboxCard, TypedCard, card_for
 from psp_sandbox.errors import CardError, InvalidRequest, ResourceMissing
 from psp_sandbox.fees import fee_rule, fee_split
 from psp_sandbox.inputs import PaymentIntentInput
-from psp_sandbox.models import BalanceTransaction, Charge, PaymentIntent, stripe_id
+from psp_sandbox.models import BalanceTransaction, Charge, CheckoutSession, PaymentIntent, stripe_id
 
 # Card funds become available two days after the charge, at the start of a UTC day (Stripe's standard schedule is
 # counted in whole days; the daily settlement report groups by that day).
@@ -79,10 +79,11 @@ def payment_intent_create(*, data: PaymentIntentInput, base_url: str) -> Confirm
 
 
 def payment_intent_confirm(
-    *, intent_id: str, payment_method: str | None, return_url: str, base_url: str
+    *, intent_id: str, payment_method: str | None, return_url: str, base_url: str, card: TypedCard | None = None
 ) -> ConfirmResult:
     """POST /v1/payment_intents/{id}/confirm: charge the intent's (or a new) payment method. An intent back in
-    ``requires_payment_method`` after a decline may be confirmed again with another card, as at Stripe."""
+    ``requires_payment_method`` after a decline may be confirmed again with another card, as at Stripe. ``card``:
+    the brand and last four digits of a number typed on the hosted page, kept on the intent and its charges."""
     with transaction.atomic():
         intent = PaymentIntent.objects.select_for_update().filter(pk=intent_id).first()
         if intent is None:
@@ -94,8 +95,8 @@ def payment_intent_confirm(
                 code="payment_intent_unexpected_state",
             )
         chosen = payment_method or intent.payment_method
-        card = card_for(chosen) if chosen else None
-        if card is None:
+        sandbox_card = card_for(chosen) if chosen else None
+        if sandbox_card is None:
             if chosen:
                 raise InvalidRequest(
                     f"No such PaymentMethod: '{chosen}'", code="resource_missing", param="payment_method"
@@ -108,8 +109,12 @@ def payment_intent_confirm(
         intent.payment_method = chosen
         intent.return_url = return_url or intent.return_url
         intent.last_payment_error = None
-        intent.save(update_fields=["payment_method", "return_url", "last_payment_error", "updated"])
-        return _announce(_confirm(intent, card, now=timezone.now(), base_url=base_url))
+        intent.card_brand = card.brand if card is not None else ""
+        intent.card_last4 = card.last4 if card is not None else ""
+        intent.save(
+            update_fields=["payment_method", "return_url", "last_payment_error", "card_brand", "card_last4", "updated"]
+        )
+        return _announce(_confirm(intent, sandbox_card, now=timezone.now(), base_url=base_url))
 
 
 def payment_intent_cancel(*, intent_id: str, reason: str | None = None) -> PaymentIntent:
@@ -189,7 +194,22 @@ def _announce(result: ConfirmResult) -> ConfirmResult:
         event_type = "payment_intent.payment_failed"
     if event_type is not None:
         events.event_emit(event_type, objects.payment_intent_object(intent, latest_charge=result.charge))
+    if intent.status == PaymentIntent.Status.SUCCEEDED:
+        _checkout_complete(intent)
     return result
+
+
+def _checkout_complete(intent: PaymentIntent) -> None:
+    """The Checkout Session an intent pays is complete once the intent succeeded, however it got there (the page,
+    3-D Secure, the clock): in the same transaction, right after ``payment_intent.succeeded``."""
+    session = CheckoutSession.objects.select_for_update().filter(payment_intent=intent).first()
+    if session is None or session.status != CheckoutSession.Status.OPEN:
+        return
+    session.status = CheckoutSession.Status.COMPLETE
+    session.payment_status = CheckoutSession.PaymentStatus.PAID
+    session.completed_at = timezone.now()
+    session.save(update_fields=["status", "payment_status", "completed_at"])
+    events.event_emit("checkout.session.completed", objects.checkout_session_object(session))
 
 
 def _confirm(intent: PaymentIntent, card: SandboxCard, *, now: datetime, base_url: str) -> ConfirmResult:
@@ -228,6 +248,8 @@ def _charge_create(intent: PaymentIntent, card: SandboxCard, *, status: str, now
         currency=intent.currency,
         status=status,
         payment_method=intent.payment_method,
+        card_brand=intent.card_brand or card.brand,
+        card_last4=intent.card_last4 or card.last4,
         metadata=intent.metadata,
         payment_order_id=intent.payment_order_id,
         outcome={"network_status": "approved_by_network", "risk_level": "normal", "type": "authorized"},

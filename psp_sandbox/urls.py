@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from psp_sandbox.endpoint import unrecognized_url
-from psp_sandbox.views import control, events, intents, pages
+from psp_sandbox.views import checkout, control, events, intents, pages
 
 urlpatterns = [
     path("v1/payment_intents", intents.payment_intents, name="psp_sandbox_payment_intents"),
@@ -15,12 +15,17 @@ urlpatterns = [
     path("v1/payment_intents/<str:intent_id>", intents.payment_intent, name="psp_sandbox_payment_intent"),
     path("v1/payment_intents/<str:intent_id>/confirm", intents.payment_intent_confirm_view),
     path("v1/payment_intents/<str:intent_id>/cancel", intents.payment_intent_cancel_view),
+    path("v1/checkout/sessions", checkout.sessions),
+    path("v1/checkout/sessions/<str:session_id>", checkout.session),
+    path("v1/checkout/sessions/<str:session_id>/expire", checkout.expire),
+    path("v1/checkout/sessions/<str:session_id>/line_items", checkout.line_items),
     path("v1/events", events.events),
     path("v1/events/<str:event_id>", events.event),
     # The sandbox's own: control calls (API key) and pages (a buyer's browser).
     path("v1/sandbox/config", control.sandbox_config),
     path("v1/sandbox/payment_intents/<str:intent_id>/authenticate", control.authenticate),
     path("v1/sandbox/authenticate/<str:intent_id>", pages.authenticate, name="psp_sandbox_authenticate"),
+    path("c/pay/<str:session_id>", pages.checkout_page, name="psp_sandbox_checkout_page"),
     re_path(r"^", unrecognized_url),
 ]
 

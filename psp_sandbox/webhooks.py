@@ -100,16 +100,46 @@ def deliver_due(config: knobs.Config, *, limit: int = BATCH_SIZE) -> int:
         return 0
     events = Event.objects.in_bulk([delivery.event_id for delivery in claimed])
     key = secret()
-    jobs = [(delivery, _payload(events[delivery.event_id])) for delivery in claimed]
-    results = list(_executor().map(lambda job: _send_all(job[0], job[1], key), jobs))
+    chains = _chains(claimed, events)
+    results: dict[int, SendResult] = {}
+
+    def send_chain(chain: list[WebhookDelivery]) -> None:
+        for delivery in chain:
+            results[delivery.id] = _send_all(delivery, _payload(events[delivery.event_id]), key)
+
+    list(_executor().map(send_chain, chains))
     now = timezone.now()
-    for (delivery, _), result in zip(jobs, results, strict=True):
-        _record(delivery, result, config, now=now)
+    for delivery in claimed:
+        _record(delivery, results[delivery.id], config, now=now)
     WebhookDelivery.objects.bulk_update(
-        [delivery for delivery, _ in jobs],
-        ["status", "attempts", "last_status", "last_error", "delivered_at", "next_attempt_at"],
+        claimed, ["status", "attempts", "last_status", "last_error", "delivered_at", "next_attempt_at"]
     )
-    return len(jobs)
+    return len(claimed)
+
+
+def _chains(claimed: list[WebhookDelivery], events: dict[str, Event]) -> list[list[WebhookDelivery]]:
+    """Split a batch into chains sent concurrently, each in creation order: deliveries to one endpoint of events
+    written by one transaction, or about one object, share a chain, so that they arrive in the order they happened
+    (an intent's ``payment_intent.succeeded`` before its session's ``checkout.session.completed``)."""
+    parent = list(range(len(claimed)))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    first_of: dict[tuple[str, str], int] = {}
+    for index, delivery in enumerate(claimed):
+        event = events[delivery.event_id]
+        object_id = str(event.data.get("object", {}).get("id"))
+        for link in (f"txn:{event.transaction_id}", f"object:{object_id}"):
+            other = first_of.setdefault((delivery.endpoint_url, link), index)
+            parent[root(index)] = root(other)
+    chains: dict[int, list[WebhookDelivery]] = {}
+    for index, delivery in enumerate(claimed):
+        chains.setdefault(root(index), []).append(delivery)
+    return list(chains.values())
 
 
 def backoff(attempts: int, config: knobs.Config) -> timedelta:
