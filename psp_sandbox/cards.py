@@ -6,6 +6,8 @@ test mode, plus one of ours.
   ``requires_payment_method`` with ``last_payment_error``.
 - ``pm_card_chargeDeclinedInsufficientFunds``: the same with ``decline_code`` ``insufficient_funds``.
 - ``pm_card_authenticationRequired``: ``requires_action`` (3-D Secure); it finishes later, by a settle call.
+- ``pm_card_refundFail``: succeeds; a refund of it starts ``succeeded`` and fails a moment later
+  (``SANDBOX_PROCESSING_DELAY_SECONDS``): ``refund.updated`` and ``refund.failed``, as with Stripe's own.
 - ``pm_card_processing``: **the sandbox's own**, Stripe has no such card. The intent stays ``processing`` with a
   ``pending`` charge until it is settled; this is how we exercise "Handling payment processing delays".
 
@@ -37,6 +39,7 @@ class SandboxCard:
     last4: str = "4242"
     decline_code: str | None = None
     message: str | None = None
+    refund_fails: bool = False
 
 
 _DECLINED = "Your card was declined."
@@ -51,6 +54,7 @@ PAYMENT_METHODS: dict[str, SandboxCard] = {
     ),
     "pm_card_authenticationRequired": SandboxCard(Behaviour.REQUIRE_ACTION, last4="3184"),
     "pm_card_processing": SandboxCard(Behaviour.PROCESS, last4="0077"),
+    "pm_card_refundFail": SandboxCard(Behaviour.SUCCEED, last4="5126", refund_fails=True),
 }
 
 # For the hosted page's card form: Stripe's test numbers, mapped to the payment methods above.
@@ -59,6 +63,7 @@ CARD_NUMBERS: dict[str, str] = {
     "4000000000000002": "pm_card_chargeDeclined",
     "4000000000009995": "pm_card_chargeDeclinedInsufficientFunds",
     "4000002760003184": "pm_card_authenticationRequired",
+    "4000000000005126": "pm_card_refundFail",
 }
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from psp_sandbox import checkout, config, services
+from psp_sandbox import checkout, config, refunds, services
 from psp_sandbox.models import PaymentIntent
 
 BATCH = 200
@@ -28,3 +28,4 @@ def tick() -> None:
     for intent_id in due.values_list("id", flat=True)[:BATCH]:
         services.payment_intent_settle(intent_id=intent_id, succeed=True)
     checkout.sessions_expire_due(limit=BATCH)
+    refunds.refunds_fail_due(limit=BATCH)

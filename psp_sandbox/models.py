@@ -82,6 +82,7 @@ class BalanceTransaction(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     available_on = models.DateTimeField()
     source = models.CharField(max_length=40)
+    description = models.TextField(blank=True)
     created = models.DateTimeField()
 
     class Meta:
@@ -91,7 +92,11 @@ class BalanceTransaction(models.Model):
                 condition=models.Q(net=models.F("amount") - models.F("fee")), name="psp_sandbox_txn_net"
             ),
         ]
-        indexes = [models.Index(fields=["available_on"], name="psp_sandbox_txn_available_on")]
+        indexes = [
+            models.Index(fields=["available_on", "created", "id"], name="psp_sandbox_txn_available_on"),
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_txn_created"),
+            models.Index(fields=["source"], name="psp_sandbox_txn_source"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.amount} {self.currency} fee {self.fee}"
@@ -120,6 +125,9 @@ class Charge(models.Model):
     card_brand = models.CharField(max_length=16, default="visa")
     card_last4 = models.CharField(max_length=4, default="4242")
     card_country = models.CharField(max_length=2, default="US")
+    # Refunded so far (succeeded and pending refunds; a failed refund gives its amount back).
+    amount_refunded = models.BigIntegerField(default=0)
+    disputed = models.BooleanField(default=False)
     outcome = models.JSONField(default=dict)
     metadata = models.JSONField(default=dict)
     # Deliberately not unique: if a caller charges one order twice (say, with two idempotency keys), the sandbox must
@@ -128,6 +136,12 @@ class Charge(models.Model):
     created = models.DateTimeField()
 
     class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_refunded__gte=0, amount_refunded__lte=models.F("amount")),
+                name="psp_sandbox_ch_refunded_within_amount",
+            ),
+        ]
         indexes = [models.Index(fields=["payment_order_id", "status"], name="psp_sandbox_ch_order_status")]
 
     def __str__(self) -> str:
@@ -298,3 +312,111 @@ class CheckoutSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.amount_total} {self.currency} {self.status}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="refunds")
+    payment_intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.CharField(max_length=32, blank=True)
+    metadata = models.JSONField(default=dict)
+    balance_transaction = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="refund", null=True, blank=True
+    )
+    failure_balance_transaction = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="failed_refund", null=True, blank=True
+    )
+    failure_reason = models.CharField(max_length=64, blank=True)
+    # A refund of a ``pm_card_refundFail`` charge fails by itself at this moment (psp_sandbox/clock.py).
+    fails_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="psp_sandbox_re_amount_positive")]
+        indexes = [
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_re_created"),
+            models.Index(fields=["fails_at"], name="psp_sandbox_re_fails", condition=models.Q(status="succeeded")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class Transfer(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    amount = models.BigIntegerField()
+    amount_reversed = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    destination = models.CharField(max_length=255)
+    destination_payment = models.CharField(max_length=40)
+    description = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict)
+    transfer_group = models.CharField(max_length=255, blank=True)
+    balance_transaction = models.OneToOneField(BalanceTransaction, on_delete=models.PROTECT, related_name="transfer")
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0, amount_reversed__gte=0, amount_reversed__lte=models.F("amount")),
+                name="psp_sandbox_tr_amounts",
+            ),
+        ]
+        indexes = [models.Index(fields=["-created", "-id"], name="psp_sandbox_tr_created")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} → {self.destination}"
+
+
+class TransferReversal(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="reversals")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    metadata = models.JSONField(default=dict)
+    balance_transaction = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="transfer_reversal"
+    )
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="psp_sandbox_trr_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency}"
+
+
+class Dispute(models.Model):
+    class Status(models.TextChoices):
+        NEEDS_RESPONSE = "needs_response"
+        WON = "won"
+        LOST = "lost"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="disputes")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEEDS_RESPONSE)
+    reason = models.CharField(max_length=32)
+    # The money taken from the balance when the dispute opened, and given back when it was won.
+    withdrawal = models.OneToOneField(BalanceTransaction, on_delete=models.PROTECT, related_name="dispute")
+    reinstatement = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="won_dispute", null=True, blank=True
+    )
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="psp_sandbox_dp_amount_positive")]
+        indexes = [models.Index(fields=["-created", "-id"], name="psp_sandbox_dp_created")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"

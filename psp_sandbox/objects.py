@@ -8,7 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from psp_sandbox.errors import InvalidRequest
-from psp_sandbox.models import BalanceTransaction, Charge, CheckoutSession, Event, PaymentIntent
+from psp_sandbox.models import (
+    BalanceTransaction,
+    Charge,
+    CheckoutSession,
+    Dispute,
+    Event,
+    PaymentIntent,
+    Refund,
+    Transfer,
+    TransferReversal,
+)
 
 # What ``expand[]`` may name on a PaymentIntent: enough to read the fee of a payment in one call.
 EXPANDABLE = frozenset({"latest_charge", "latest_charge.balance_transaction"})
@@ -81,14 +91,14 @@ def charge_object(charge: Charge, *, expand_balance_transaction: bool = False) -
         "object": "charge",
         "amount": charge.amount,
         "amount_captured": charge.amount if succeeded else 0,
-        "amount_refunded": 0,
+        "amount_refunded": charge.amount_refunded,
         "balance_transaction": (
             None if txn is None else balance_transaction_object(txn) if expand_balance_transaction else txn.id
         ),
         "captured": succeeded,
         "created": unix(charge.created),
         "currency": charge.currency,
-        "disputed": False,
+        "disputed": charge.disputed,
         "failure_code": charge.failure_code or None,
         "failure_message": charge.failure_message or None,
         "livemode": False,
@@ -101,12 +111,24 @@ def charge_object(charge: Charge, *, expand_balance_transaction: bool = False) -
             "type": "card",
             "card": {"brand": charge.card_brand, "last4": charge.card_last4, "country": charge.card_country},
         },
-        "refunded": False,
+        "refunded": charge.amount_refunded == charge.amount,
         "status": charge.status,
     }
 
 
-def balance_transaction_object(txn: BalanceTransaction) -> dict[str, Any]:
+def balance_transaction_object(txn: BalanceTransaction, *, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    fee_details = []
+    if txn.fee:
+        description = "Stripe processing fees" if txn.type == "charge" else "Dispute fee"
+        fee_details = [
+            {
+                "amount": txn.fee,
+                "application": None,
+                "currency": txn.currency,
+                "description": description,
+                "type": "stripe_fee",
+            }
+        ]
     return {
         "id": txn.id,
         "object": "balance_transaction",
@@ -114,21 +136,13 @@ def balance_transaction_object(txn: BalanceTransaction) -> dict[str, Any]:
         "available_on": unix(txn.available_on),
         "created": unix(txn.created),
         "currency": txn.currency,
-        "description": None,
+        "description": txn.description or None,
         "exchange_rate": None,
         "fee": txn.fee,
-        "fee_details": [
-            {
-                "amount": txn.fee,
-                "application": None,
-                "currency": txn.currency,
-                "description": "Stripe processing fees",
-                "type": "stripe_fee",
-            }
-        ],
+        "fee_details": fee_details,
         "net": txn.net,
         "reporting_category": txn.reporting_category,
-        "source": txn.source,
+        "source": source if source is not None else txn.source,
         "status": txn.status,
         "type": txn.type,
     }
@@ -251,3 +265,107 @@ def _customer_details(session: CheckoutSession) -> dict[str, Any] | None:
         "tax_exempt": "none",
         "tax_ids": [],
     }
+
+
+def refund_object(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": refund.id,
+        "object": "refund",
+        "amount": refund.amount,
+        "balance_transaction": refund.balance_transaction_id,
+        "charge": refund.charge_id,
+        "created": unix(refund.created),
+        "currency": refund.currency,
+        "description": None,
+        "failure_balance_transaction": refund.failure_balance_transaction_id,
+        "failure_reason": refund.failure_reason or None,
+        "metadata": refund.metadata,
+        "payment_intent": refund.payment_intent_id,
+        "reason": refund.reason or None,
+        "receipt_number": None,
+        "source_transfer_reversal": None,
+        "status": refund.status,
+        "transfer_reversal": None,
+    }
+
+
+def transfer_object(transfer: Transfer) -> dict[str, Any]:
+    return {
+        "id": transfer.id,
+        "object": "transfer",
+        "amount": transfer.amount,
+        "amount_reversed": transfer.amount_reversed,
+        "balance_transaction": transfer.balance_transaction_id,
+        "created": unix(transfer.created),
+        "currency": transfer.currency,
+        "description": transfer.description or None,
+        "destination": transfer.destination,
+        "destination_payment": transfer.destination_payment,
+        "livemode": False,
+        "metadata": transfer.metadata,
+        "reversals": {
+            "object": "list",
+            "data": [transfer_reversal_object(r) for r in transfer.reversals.order_by("-created", "-id")[:10]],
+            "has_more": transfer.reversals.count() > 10,
+            "url": f"/v1/transfers/{transfer.id}/reversals",
+        },
+        "reversed": transfer.amount_reversed == transfer.amount,
+        "source_transaction": None,
+        "source_type": "card",
+        "transfer_group": transfer.transfer_group or None,
+    }
+
+
+def transfer_reversal_object(reversal: TransferReversal) -> dict[str, Any]:
+    return {
+        "id": reversal.id,
+        "object": "transfer_reversal",
+        "amount": reversal.amount,
+        "balance_transaction": reversal.balance_transaction_id,
+        "created": unix(reversal.created),
+        "currency": reversal.currency,
+        "destination_payment_refund": None,
+        "metadata": reversal.metadata,
+        "source_refund": None,
+        "transfer": reversal.transfer_id,
+    }
+
+
+def dispute_object(dispute: Dispute) -> dict[str, Any]:
+    txns = [dispute.withdrawal] + ([dispute.reinstatement] if dispute.reinstatement is not None else [])
+    return {
+        "id": dispute.id,
+        "object": "dispute",
+        "amount": dispute.amount,
+        "balance_transactions": [balance_transaction_object(txn) for txn in txns],
+        "charge": dispute.charge_id,
+        "created": unix(dispute.created),
+        "currency": dispute.currency,
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": dispute.charge.payment_intent_id,
+        "reason": dispute.reason,
+        "status": dispute.status,
+    }
+
+
+def source_object(source_id: str) -> dict[str, Any] | None:
+    """A balance transaction's ``source`` expanded: the charge, refund, transfer, reversal or dispute it books."""
+    prefix = source_id.split("_", 1)[0]
+    if prefix == "ch":
+        charge = Charge.objects.filter(pk=source_id).first()
+        return charge_object(charge) if charge is not None else None
+    if prefix == "re":
+        refund = Refund.objects.filter(pk=source_id).first()
+        return refund_object(refund) if refund is not None else None
+    if prefix == "tr":
+        transfer = Transfer.objects.filter(pk=source_id).first()
+        return transfer_object(transfer) if transfer is not None else None
+    if prefix == "trr":
+        reversal = TransferReversal.objects.filter(pk=source_id).first()
+        return transfer_reversal_object(reversal) if reversal is not None else None
+    if prefix == "dp":
+        dispute = Dispute.objects.select_related("withdrawal", "reinstatement", "charge").filter(pk=source_id).first()
+        return dispute_object(dispute) if dispute is not None else None
+    return None

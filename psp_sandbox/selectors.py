@@ -10,7 +10,17 @@ from django.db.models import Count, Model, Q, QuerySet
 from psp_sandbox.errors import InvalidRequest, ResourceMissing
 from psp_sandbox.events import with_pending_webhooks
 from psp_sandbox.inputs import ListInput
-from psp_sandbox.models import Charge, CheckoutSession, Event, PaymentIntent
+from psp_sandbox.models import (
+    BalanceTransaction,
+    Charge,
+    CheckoutSession,
+    Dispute,
+    Event,
+    PaymentIntent,
+    Refund,
+    Transfer,
+    TransferReversal,
+)
 from psp_sandbox.search import query_filter
 
 M = TypeVar("M", bound=Model)
@@ -100,3 +110,67 @@ def checkout_sessions_list(data: ListInput) -> tuple[list[CheckoutSession], bool
     if "status" in data.filters:
         sessions = sessions.filter(status=data.filters["status"])
     return page(sessions, data, kind="checkout.session")
+
+
+def refund_get(refund_id: str) -> Refund:
+    refund = Refund.objects.filter(pk=refund_id).first()
+    if refund is None:
+        raise ResourceMissing("refund", refund_id)
+    return refund
+
+
+def refunds_list(data: ListInput) -> tuple[list[Refund], bool]:
+    refunds = Refund.objects.all()
+    if "payment_intent" in data.filters:
+        refunds = refunds.filter(payment_intent_id=data.filters["payment_intent"])
+    if "charge" in data.filters:
+        refunds = refunds.filter(charge_id=data.filters["charge"])
+    return page(refunds, data, kind="refund")
+
+
+def transfer_get(transfer_id: str) -> Transfer:
+    transfer = Transfer.objects.filter(pk=transfer_id).first()
+    if transfer is None:
+        raise ResourceMissing("transfer", transfer_id)
+    return transfer
+
+
+def transfers_list(data: ListInput) -> tuple[list[Transfer], bool]:
+    transfers = Transfer.objects.all()
+    for name in ("destination", "transfer_group"):
+        if name in data.filters:
+            transfers = transfers.filter(**{name: data.filters[name]})
+    return page(transfers, data, kind="transfer")
+
+
+def transfer_reversals_list(transfer_id: str, data: ListInput) -> tuple[list[TransferReversal], bool]:
+    return page(transfer_get(transfer_id).reversals.all(), data, kind="transfer_reversal")
+
+
+def dispute_get(dispute_id: str) -> Dispute:
+    dispute = Dispute.objects.select_related("withdrawal", "reinstatement", "charge").filter(pk=dispute_id).first()
+    if dispute is None:
+        raise ResourceMissing("dispute", dispute_id)
+    return dispute
+
+
+def disputes_list(data: ListInput) -> tuple[list[Dispute], bool]:
+    disputes = Dispute.objects.select_related("withdrawal", "reinstatement", "charge")
+    if "charge" in data.filters:
+        disputes = disputes.filter(charge_id=data.filters["charge"])
+    return page(disputes, data, kind="dispute")
+
+
+def balance_transaction_get(txn_id: str) -> BalanceTransaction:
+    txn = BalanceTransaction.objects.filter(pk=txn_id).first()
+    if txn is None:
+        raise ResourceMissing("balance transaction", txn_id)
+    return txn
+
+
+def balance_transactions_list(data: ListInput) -> tuple[list[BalanceTransaction], bool]:
+    txns = BalanceTransaction.objects.all()
+    for name in ("type", "source", "currency"):
+        if name in data.filters:
+            txns = txns.filter(**{name: data.filters[name]})
+    return page(txns, data, kind="balance transaction")

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from psp_sandbox import events, objects
+from psp_sandbox.balance import balance_transaction_create
 from psp_sandbox.cards import Behaviour, SandboxCard, TypedCard, card_for
 from psp_sandbox.errors import CardError, InvalidRequest, ResourceMissing
 from psp_sandbox.fees import fee_rule, fee_split
 from psp_sandbox.inputs import PaymentIntentInput
-from psp_sandbox.models import BalanceTransaction, Charge, CheckoutSession, PaymentIntent, stripe_id
-
-# Card funds become available two days after the charge, at the start of a UTC day (Stripe's standard schedule is
-# counted in whole days; the daily settlement report groups by that day).
-AVAILABILITY_DELAY_DAYS = 2
+from psp_sandbox.models import Charge, CheckoutSession, PaymentIntent, stripe_id
 
 
 @dataclass(frozen=True)
@@ -259,17 +256,16 @@ def _charge_create(intent: PaymentIntent, card: SandboxCard, *, status: str, now
 
 def _charge_succeed(charge: Charge, *, now: datetime) -> None:
     percent, fixed = fee_rule()
-    fee, net = fee_split(charge.amount, percent=percent, fixed=fixed)
-    day = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    charge.balance_transaction = BalanceTransaction.objects.create(
-        id=stripe_id("txn"),
+    fee, _ = fee_split(charge.amount, percent=percent, fixed=fixed)
+    charge.balance_transaction = balance_transaction_create(
+        type="charge",
+        reporting_category="charge",
         amount=charge.amount,
         fee=fee,
-        net=net,
         currency=charge.currency,
-        available_on=day + timedelta(days=AVAILABILITY_DELAY_DAYS),
         source=charge.id,
-        created=now,
+        description=charge.payment_intent.description,
+        now=now,
     )
     charge.status = Charge.Status.SUCCEEDED
     charge.outcome = {**charge.outcome, "seller_message": "Payment complete."}

@@ -119,8 +119,10 @@ def deliver_due(config: knobs.Config, *, limit: int = BATCH_SIZE) -> int:
 
 def _chains(claimed: list[WebhookDelivery], events: dict[str, Event]) -> list[list[WebhookDelivery]]:
     """Split a batch into chains sent concurrently, each in creation order: deliveries to one endpoint of events
-    written by one transaction, or about one object, share a chain, so that they arrive in the order they happened
-    (an intent's ``payment_intent.succeeded`` before its session's ``checkout.session.completed``)."""
+    written by one transaction, or about one payment (the object, its intent, its charge), share a chain, so that
+    they arrive in the order they happened (an intent's ``payment_intent.succeeded`` before its session's
+    ``checkout.session.completed``, a charge before its refund). Batches claimed by two workers at the same moment
+    are not ordered against each other: order is kept roughly, as at Stripe, not promised."""
     parent = list(range(len(claimed)))
 
     def root(index: int) -> int:
@@ -132,8 +134,10 @@ def _chains(claimed: list[WebhookDelivery], events: dict[str, Event]) -> list[li
     first_of: dict[tuple[str, str], int] = {}
     for index, delivery in enumerate(claimed):
         event = events[delivery.event_id]
-        object_id = str(event.data.get("object", {}).get("id"))
-        for link in (f"txn:{event.transaction_id}", f"object:{object_id}"):
+        obj = event.data.get("object", {})
+        related = {obj.get(name) for name in ("id", "payment_intent", "charge", "latest_charge")}
+        links = [f"txn:{event.transaction_id}", *(f"object:{value}" for value in related if isinstance(value, str))]
+        for link in links:
             other = first_of.setdefault((delivery.endpoint_url, link), index)
             parent[root(index)] = root(other)
     chains: dict[int, list[WebhookDelivery]] = {}

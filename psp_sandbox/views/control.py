@@ -6,13 +6,15 @@ answered in the same shapes. They take form or JSON bodies and are never struck 
   back to its environment default; ``"reset": true`` puts them all back first.
 - ``POST /v1/sandbox/payment_intents/{id}/authenticate`` with ``outcome=succeed|fail``: what the 3-D Secure page's
   buttons do, without a browser.
+- ``POST /v1/sandbox/charges/{id}/dispute`` (optional ``amount``, ``reason``): the cardholder disputes a charge.
+- ``POST /v1/sandbox/disputes/{id}/close`` with ``outcome=won|lost``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from psp_sandbox import config, knobs, objects, services
+from psp_sandbox import config, disputes, knobs, objects, services
 from psp_sandbox.endpoint import Call, stripe_endpoint
 from psp_sandbox.errors import InvalidRequest
 
@@ -50,5 +52,19 @@ def payment_intent_authenticate(call: Call, intent_id: str) -> tuple[int, dict[s
     return 200, objects.payment_intent_object(result.intent, latest_charge=result.charge)
 
 
+def dispute_open(call: Call, charge_id: str) -> tuple[int, dict[str, Any]]:
+    amount, reason = disputes.dispute_open_input(call.params)
+    return 200, objects.dispute_object(disputes.dispute_open(charge_id=charge_id, amount=amount, reason=reason))
+
+
+def dispute_close(call: Call, dispute_id: str) -> tuple[int, dict[str, Any]]:
+    outcome = call.params.get("outcome")
+    if set(call.params) - {"outcome"} or outcome not in ("won", "lost"):
+        raise InvalidRequest("Invalid outcome: won or lost (and nothing else).", param="outcome")
+    return 200, objects.dispute_object(disputes.dispute_close(dispute_id=dispute_id, won=outcome == "won"))
+
+
 sandbox_config = stripe_endpoint({"GET": config_retrieve, "POST": config_change}, control=True)
 authenticate = stripe_endpoint({"POST": payment_intent_authenticate}, control=True)
+dispute_open_view = stripe_endpoint({"POST": dispute_open}, control=True)
+dispute_close_view = stripe_endpoint({"POST": dispute_close}, control=True)
