@@ -20,7 +20,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from psp_sandbox import idempotency
+from psp_sandbox import context, idempotency
 from psp_sandbox.errors import AuthenticationFailed, InvalidRequest, StripeError
 from psp_sandbox.params import parse_form
 
@@ -45,38 +45,48 @@ class Call:
 Operation = Callable[..., tuple[int, dict[str, Any]]]
 
 
-def stripe_endpoint(methods: dict[str, Operation]) -> Callable[..., HttpResponse]:
-    """One URL, one operation per HTTP method. POSTs go through the idempotency layer; GETs are reads."""
+def stripe_endpoint(methods: dict[str, Operation], *, control: bool = False) -> Callable[..., HttpResponse]:
+    """One URL, one operation per HTTP method. POSTs go through the idempotency layer; GETs are reads.
+
+    ``control``: one of the sandbox's own control calls (``/v1/sandbox/…``), which also take JSON bodies and are
+    never struck by the API faults."""
 
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
         operation = methods.get(request.method or "")
         if operation is None:
             return unrecognized_url(request)
-        try:
-            api_key = _authenticate(request)
-            call = Call(request=request, api_key=api_key, params=_params(request))
-            if request.method != "POST":
-                status, body = operation(call, **kwargs)
-                return _respond(status, json.dumps(body, indent=2))
-            outcome = idempotency.run_post(
-                api_key=api_key,
-                key=request.headers.get(idempotency.HEADER),
-                method=request.method,
-                path=request.path,
-                params=call.params,
-                handler=functools.partial(operation, call, **kwargs),
-            )
-        except StripeError as exc:
-            return _respond(exc.status, json.dumps(exc.as_body(), indent=2))
-        response = _respond(outcome.status, outcome.body)
-        if request.headers.get(idempotency.HEADER):
-            response["Idempotency-Key"] = request.headers[idempotency.HEADER]
-        if outcome.replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        request_id = f"req_{secrets.token_hex(7)}"
+        key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
+        with context.request_scope(request_id, key):
+            return _serve(request, operation, kwargs, control=control)
 
     return view
+
+
+def _serve(request: HttpRequest, operation: Operation, kwargs: dict[str, Any], *, control: bool) -> HttpResponse:
+    try:
+        api_key = _authenticate(request)
+        call = Call(request=request, api_key=api_key, params=_params(request, json_allowed=control))
+        if request.method != "POST":
+            status, body = operation(call, **kwargs)
+            return _respond(status, json.dumps(body, indent=2))
+        outcome = idempotency.run_post(
+            api_key=api_key,
+            key=request.headers.get(idempotency.HEADER),
+            method=request.method or "POST",
+            path=request.path,
+            params=call.params,
+            handler=functools.partial(operation, call, **kwargs),
+        )
+    except StripeError as exc:
+        return _respond(exc.status, json.dumps(exc.as_body(), indent=2))
+    response = _respond(outcome.status, outcome.body)
+    if request.headers.get(idempotency.HEADER):
+        response["Idempotency-Key"] = request.headers[idempotency.HEADER]
+    if outcome.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
 
 
 @csrf_exempt
@@ -123,10 +133,18 @@ def _masked(key: str) -> str:
     return f"{prefix}{'*' * max(len(key) - len(prefix) - 4, 0)}{key[-4:]}"
 
 
-def _params(request: HttpRequest) -> dict[str, Any]:
+def _params(request: HttpRequest, *, json_allowed: bool = False) -> dict[str, Any]:
     if request.method != "POST":
         return parse_form(request.META.get("QUERY_STRING", ""))
     content_type = (request.content_type or "").lower()
+    if json_allowed and content_type == "application/json":
+        try:
+            decoded = json.loads(request.body or b"{}")
+        except ValueError as exc:
+            raise InvalidRequest("Invalid request: the body is not valid JSON.") from exc
+        if not isinstance(decoded, dict):
+            raise InvalidRequest("Invalid request: the JSON body must be an object.")
+        return decoded
     if request.body and content_type != FORM:
         raise InvalidRequest(f"Invalid request: Stripe's API v1 takes {FORM} bodies, not {content_type or 'none'}.")
     try:
@@ -142,6 +160,7 @@ def _params(request: HttpRequest) -> dict[str, Any]:
 
 def _respond(status: int, body: str) -> HttpResponse:
     response = HttpResponse(body, status=status, content_type="application/json")
-    response["Request-Id"] = f"req_{secrets.token_hex(7)}"
+    request = context.current()
+    response["Request-Id"] = request.request_id if request is not None else f"req_{secrets.token_hex(7)}"
     response["Cache-Control"] = "no-cache, no-store"
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from psp_sandbox import params as p
@@ -103,6 +104,36 @@ def payment_intent_create_input(params: dict[str, Any]) -> PaymentIntentInput:
     )
 
 
+@dataclass(frozen=True)
+class ConfirmInput:
+    payment_method: str | None
+    return_url: str
+    expand: list[str]
+
+
+def confirm_input(params: dict[str, Any]) -> ConfirmInput:
+    p.reject_unknown(params, {"payment_method", "return_url", "expand", "payment_method_options", "off_session"})
+    payment_method = p.str_param(params, "payment_method", max_length=255)
+    if payment_method is not None and not re.fullmatch(r"[A-Za-z0-9_]+", payment_method):
+        raise InvalidRequest(f"Invalid payment_method: {payment_method}", param="payment_method")
+    return ConfirmInput(
+        payment_method=payment_method,
+        return_url=p.str_param(params, "return_url", max_length=2048) or "",
+        expand=p.list_param(params, "expand") or [],
+    )
+
+
+_CANCELLATION_REASONS = {"duplicate", "fraudulent", "requested_by_customer", "abandoned"}
+
+
+def cancel_input(params: dict[str, Any]) -> str | None:
+    p.reject_unknown(params, {"cancellation_reason", "expand"})
+    reason = p.str_param(params, "cancellation_reason")
+    if reason is not None and reason not in _CANCELLATION_REASONS:
+        raise InvalidRequest(f"Invalid cancellation_reason: {reason}", param="cancellation_reason")
+    return reason
+
+
 def retrieve_input(params: dict[str, Any]) -> list[str]:
     """GET /v1/payment_intents/{id}: ``expand`` only (``client_secret`` is for publishable keys, which we have not)."""
     p.reject_unknown(params, {"expand"})
@@ -129,3 +160,56 @@ def search_input(params: dict[str, Any]) -> SearchInput:
     return SearchInput(
         query=query, limit=limit, page=p.str_param(params, "page"), expand=p.list_param(params, "expand") or []
     )
+
+
+_RANGE = ("gt", "gte", "lt", "lte")
+
+
+@dataclass(frozen=True)
+class ListInput:
+    """A Stripe list call: ``limit``, the cursors, ``created`` (a timestamp or a range) and the endpoint's filters."""
+
+    limit: int
+    starting_after: str | None
+    ending_before: str | None
+    created: dict[str, datetime]
+    filters: dict[str, str]
+    expand: list[str]
+
+
+def list_input(params: dict[str, Any], *, filters: frozenset[str] = frozenset()) -> ListInput:
+    p.reject_unknown(params, {"limit", "starting_after", "ending_before", "created", "expand", *filters})
+    limit = p.int_param(params, "limit")
+    if limit is None:
+        limit = 10
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("Invalid limit: must be between 1 and 100.", param="limit")
+    starting_after = p.str_param(params, "starting_after", max_length=255)
+    ending_before = p.str_param(params, "ending_before", max_length=255)
+    if starting_after and ending_before:
+        raise InvalidRequest("You may only specify one of these parameters: ending_before, starting_after.")
+    return ListInput(
+        limit=limit,
+        starting_after=starting_after,
+        ending_before=ending_before,
+        created=_created(params),
+        filters={name: value for name in sorted(filters) if (value := p.str_param(params, name)) is not None},
+        expand=p.list_param(params, "expand") or [],
+    )
+
+
+def _created(params: dict[str, Any]) -> dict[str, datetime]:
+    raw = params.get("created")
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        moment = _timestamp(p.int_param(params, "created"), "created")
+        return {"gte": moment, "lte": moment}
+    p.reject_unknown({f"created[{key}]": value for key, value in raw.items()}, {f"created[{op}]" for op in _RANGE})
+    return {op: _timestamp(p.int_param(raw, op), f"created[{op}]") for op in _RANGE if op in raw}
+
+
+def _timestamp(value: int | None, param: str) -> datetime:
+    if value is None or not 0 <= value < 2**34:
+        raise InvalidRequest(f"Invalid timestamp: {param}", code="parameter_invalid_integer", param=param)
+    return datetime.fromtimestamp(value, UTC)

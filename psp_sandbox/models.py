@@ -14,9 +14,9 @@ from django.db import models
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def stripe_id(prefix: str) -> str:
-    """A Stripe-style id: the object's prefix, an underscore and 24 random alphanumerics."""
-    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(24))}"
+def stripe_id(prefix: str, length: int = 24) -> str:
+    """A Stripe-style id: the object's prefix, an underscore and ``length`` random alphanumerics."""
+    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(length))}"
 
 
 class PaymentIntent(models.Model):
@@ -42,6 +42,12 @@ class PaymentIntent(models.Model):
     return_url = models.TextField(blank=True)
     last_payment_error = models.JSONField(null=True, blank=True)
     next_action = models.JSONField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    cancellation_reason = models.CharField(max_length=32, blank=True)
+    # The card a buyer typed on the hosted page, as far as it may be kept: brand and last four digits (never the
+    # number). Empty for the API's test payment methods, whose card is known by their id (psp_sandbox/cards.py).
+    card_brand = models.CharField(max_length=16, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
     created = models.DateTimeField()
     updated = models.DateTimeField(auto_now=True)
 
@@ -53,6 +59,8 @@ class PaymentIntent(models.Model):
             models.Index(fields=["created"], name="psp_sandbox_pi_created"),
             # Search by metadata is a jsonb containment (metadata @> '{"key": "value"}'), which a GIN index serves.
             GinIndex(fields=["metadata"], name="psp_sandbox_pi_metadata"),
+            # The clock's scan for processing payments that are due to clear.
+            models.Index(fields=["updated"], name="psp_sandbox_pi_processing", condition=models.Q(status="processing")),
         ]
 
     def __str__(self) -> str:
@@ -74,6 +82,7 @@ class BalanceTransaction(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     available_on = models.DateTimeField()
     source = models.CharField(max_length=40)
+    description = models.TextField(blank=True)
     created = models.DateTimeField()
 
     class Meta:
@@ -83,7 +92,11 @@ class BalanceTransaction(models.Model):
                 condition=models.Q(net=models.F("amount") - models.F("fee")), name="psp_sandbox_txn_net"
             ),
         ]
-        indexes = [models.Index(fields=["available_on"], name="psp_sandbox_txn_available_on")]
+        indexes = [
+            models.Index(fields=["available_on", "created", "id"], name="psp_sandbox_txn_available_on"),
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_txn_created"),
+            models.Index(fields=["source"], name="psp_sandbox_txn_source"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.amount} {self.currency} fee {self.fee}"
@@ -109,6 +122,12 @@ class Charge(models.Model):
     )
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.TextField(blank=True)
+    card_brand = models.CharField(max_length=16, default="visa")
+    card_last4 = models.CharField(max_length=4, default="4242")
+    card_country = models.CharField(max_length=2, default="US")
+    # Refunded so far (succeeded and pending refunds; a failed refund gives its amount back).
+    amount_refunded = models.BigIntegerField(default=0)
+    disputed = models.BooleanField(default=False)
     outcome = models.JSONField(default=dict)
     metadata = models.JSONField(default=dict)
     # Deliberately not unique: if a caller charges one order twice (say, with two idempotency keys), the sandbox must
@@ -117,6 +136,12 @@ class Charge(models.Model):
     created = models.DateTimeField()
 
     class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_refunded__gte=0, amount_refunded__lte=models.F("amount")),
+                name="psp_sandbox_ch_refunded_within_amount",
+            ),
+        ]
         indexes = [models.Index(fields=["payment_order_id", "status"], name="psp_sandbox_ch_order_status")]
 
     def __str__(self) -> str:
@@ -149,3 +174,249 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → {self.response_status}"
+
+
+class SandboxConfig(models.Model):
+    """The sandbox's runtime configuration: one row, so that every gunicorn worker of the sandbox sees the same webhook
+    URL and faults. It holds only overrides: a knob missing here keeps its environment default (psp_sandbox/knobs.py).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    overrides = models.JSONField(default=dict)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="psp_sandbox_config_one_row")]
+
+    def __str__(self) -> str:
+        return f"sandbox config {self.overrides}"
+
+
+class Event(models.Model):
+    """A Stripe event: what happened, with a snapshot of the object as it was at that moment. Written in the same
+    transaction as the change it reports, so an event exists exactly when its change committed."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    type = models.CharField(max_length=64)
+    api_version = models.CharField(max_length=32)
+    # {"object": {...}} and, for updates, "previous_attributes": Stripe's ``data``.
+    data = models.JSONField()
+    request_id = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    # What the fault decisions for this event's deliveries hash (psp_sandbox/faults.py): stable across runs when the
+    # request that caused it carried an idempotency key.
+    fault_identity = models.TextField()
+    # PostgreSQL's id of the transaction that wrote the event: events of one change (an intent's success and the
+    # Checkout Session it completes) are delivered one after the other, in order (psp_sandbox/webhooks.py).
+    transaction_id = models.BigIntegerField(null=True, blank=True)
+    created = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_evt_created"),
+            models.Index(fields=["type", "-created"], name="psp_sandbox_evt_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.type}"
+
+
+class WebhookDelivery(models.Model):
+    """One event on its way to one endpoint: the delivery loop's queue (psp_sandbox/webhooks.py) and its record."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for its next attempt (or being attempted under a lease)
+        DELIVERED = "delivered"  # the endpoint answered 2xx
+        FAILED = "failed"  # every attempt failed; given up
+        DROPPED = "dropped"  # the drop fault: never sent
+
+    id = models.BigAutoField(primary_key=True)
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="deliveries")
+    endpoint_url = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Faults decided when the delivery was scheduled: held back until a later delivery to the same endpoint was
+    # attempted (reorder), and sent twice (duplicate).
+    reordered = models.BooleanField(default=False)
+    duplicate = models.BooleanField(default=False)
+    created = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The delivery loop's claim: due pending rows in creation order.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="psp_sandbox_dlv_due",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(fields=["event"], name="psp_sandbox_dlv_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.endpoint_url} {self.status}"
+
+
+class CheckoutSession(models.Model):
+    """A Checkout Session in ``payment`` mode: line items in one currency, paid on the hosted page
+    (``/c/pay/{id}``) through one PaymentIntent, created at the buyer's first attempt and reused after a decline."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        COMPLETE = "complete"
+        EXPIRED = "expired"
+
+    class PaymentStatus(models.TextChoices):
+        UNPAID = "unpaid"
+        PAID = "paid"
+
+    id = models.CharField(primary_key=True, max_length=80)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    payment_status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.UNPAID)
+    currency = models.CharField(max_length=3)
+    amount_subtotal = models.BigIntegerField()
+    amount_total = models.BigIntegerField()
+    # [{"id", "name", "unit_amount", "quantity", "amount"}]: what the page lists and the API's line items.
+    line_items = models.JSONField()
+    url = models.TextField()
+    success_url = models.TextField()
+    cancel_url = models.TextField(blank=True)
+    client_reference_id = models.CharField(max_length=200, blank=True)
+    customer_email = models.CharField(max_length=512, blank=True)
+    # What the buyer gave on the page: {"email", "name"}.
+    customer_details = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict)
+    payment_intent_metadata = models.JSONField(default=dict)
+    payment_intent_description = models.TextField(blank=True)
+    payment_intent = models.OneToOneField(
+        PaymentIntent, on_delete=models.PROTECT, null=True, blank=True, related_name="checkout_session"
+    )
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_total=models.F("amount_subtotal")), name="psp_sandbox_cs_no_discounts"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_cs_created"),
+            # The clock's scan for open sessions past their expiry.
+            models.Index(fields=["expires_at"], name="psp_sandbox_cs_open", condition=models.Q(status="open")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount_total} {self.currency} {self.status}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="refunds")
+    payment_intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.CharField(max_length=32, blank=True)
+    metadata = models.JSONField(default=dict)
+    balance_transaction = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="refund", null=True, blank=True
+    )
+    failure_balance_transaction = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="failed_refund", null=True, blank=True
+    )
+    failure_reason = models.CharField(max_length=64, blank=True)
+    # A refund of a ``pm_card_refundFail`` charge fails by itself at this moment (psp_sandbox/clock.py).
+    fails_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="psp_sandbox_re_amount_positive")]
+        indexes = [
+            models.Index(fields=["-created", "-id"], name="psp_sandbox_re_created"),
+            models.Index(fields=["fails_at"], name="psp_sandbox_re_fails", condition=models.Q(status="succeeded")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class Transfer(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    amount = models.BigIntegerField()
+    amount_reversed = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    destination = models.CharField(max_length=255)
+    destination_payment = models.CharField(max_length=40)
+    description = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict)
+    transfer_group = models.CharField(max_length=255, blank=True)
+    balance_transaction = models.OneToOneField(BalanceTransaction, on_delete=models.PROTECT, related_name="transfer")
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0, amount_reversed__gte=0, amount_reversed__lte=models.F("amount")),
+                name="psp_sandbox_tr_amounts",
+            ),
+        ]
+        indexes = [models.Index(fields=["-created", "-id"], name="psp_sandbox_tr_created")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} → {self.destination}"
+
+
+class TransferReversal(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="reversals")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    metadata = models.JSONField(default=dict)
+    balance_transaction = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="transfer_reversal"
+    )
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="psp_sandbox_trr_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency}"
+
+
+class Dispute(models.Model):
+    class Status(models.TextChoices):
+        NEEDS_RESPONSE = "needs_response"
+        WON = "won"
+        LOST = "lost"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="disputes")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEEDS_RESPONSE)
+    reason = models.CharField(max_length=32)
+    # The money taken from the balance when the dispute opened, and given back when it was won.
+    withdrawal = models.OneToOneField(BalanceTransaction, on_delete=models.PROTECT, related_name="dispute")
+    reinstatement = models.OneToOneField(
+        BalanceTransaction, on_delete=models.PROTECT, related_name="won_dispute", null=True, blank=True
+    )
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="psp_sandbox_dp_amount_positive")]
+        indexes = [models.Index(fields=["-created", "-id"], name="psp_sandbox_dp_created")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"

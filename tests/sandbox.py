@@ -8,6 +8,7 @@ rows the test committed, and the test only sees the sandbox's rows once the sand
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +73,10 @@ def running_sandbox(
         "SECRET_KEY": settings.SECRET_KEY,
         "REDIS_URL": settings.REDIS_URL,
         "STRIPE_API_KEY": settings.STRIPE_API_KEY,
+        "STRIPE_WEBHOOK_SECRET": settings.STRIPE_WEBHOOK_SECRET,
+        # Read the config row on every use: a test that changes it through /v1/sandbox/config sees the change in the
+        # very next call, whichever worker serves it.
+        "SANDBOX_CONFIG_CACHE_SECONDS": "0",
         **(env or {}),
     }
     command = [
@@ -143,7 +148,9 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Any) 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
-    process.terminate()
+    # SIGINT is gunicorn's quick shutdown: a graceful one (SIGTERM) lingers on keep-alive connections for seconds,
+    # and nothing a test left behind needs finishing.
+    process.send_signal(signal.SIGINT)
     try:
         process.wait(timeout=STOP_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:

@@ -1,5 +1,5 @@
-"""The sandbox's endpoints: Stripe's paths, one function per operation; each validates, calls one service or
-selector and renders Stripe's object (psp_sandbox/endpoint.py does the HTTP part)."""
+"""PaymentIntents: Stripe's paths, one function per operation; each validates, calls one service or selector and
+renders Stripe's object (psp_sandbox/endpoint.py does the HTTP part)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,28 @@ def payment_intent_create(call: Call) -> tuple[int, dict[str, Any]]:
     data = inputs.payment_intent_create_input(call.params)
     expand = objects.expansions(data.expand)
     result = services.payment_intent_create(data=data, base_url=call.base_url)
+    # Stripe's 402 carries the intent in its new state, so the caller learns it without another request.
+    return _confirm_answer(result, expand)
+
+
+def payment_intent_confirm(call: Call, intent_id: str) -> tuple[int, dict[str, Any]]:
+    data = inputs.confirm_input(call.params)
+    expand = objects.expansions(data.expand)
+    result = services.payment_intent_confirm(
+        intent_id=intent_id, payment_method=data.payment_method, return_url=data.return_url, base_url=call.base_url
+    )
+    return _confirm_answer(result, expand)
+
+
+def payment_intent_cancel(call: Call, intent_id: str) -> tuple[int, dict[str, Any]]:
+    reason = inputs.cancel_input(call.params)
+    intent = services.payment_intent_cancel(intent_id=intent_id, reason=reason)
+    return 200, objects.payment_intent_object(intent, latest_charge=selectors.latest_charge(intent))
+
+
+def _confirm_answer(result: services.ConfirmResult, expand: frozenset[str]) -> tuple[int, dict[str, Any]]:
     intent = objects.payment_intent_object(result.intent, latest_charge=result.charge, expand=expand)
     if result.error is not None:
-        # Stripe's 402 carries the intent in its new state, so the caller learns it without another request.
         body = result.error.as_body()
         body["error"]["payment_intent"] = intent
         return result.error.status, body
@@ -42,3 +61,5 @@ def payment_intent_search(call: Call) -> tuple[int, dict[str, Any]]:
 payment_intents = stripe_endpoint({"POST": payment_intent_create})
 payment_intent = stripe_endpoint({"GET": payment_intent_retrieve})
 payment_intents_search = stripe_endpoint({"GET": payment_intent_search})
+payment_intent_confirm_view = stripe_endpoint({"POST": payment_intent_confirm})
+payment_intent_cancel_view = stripe_endpoint({"POST": payment_intent_cancel})
