@@ -207,3 +207,12 @@ def celery_worker_app() -> Iterator[Any]:
     cache.delete(_DRAIN_QUEUED)
     with start_worker(app, pool="solo", perform_ping_check=False, queues=queues):
         yield app
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so that a fixture can tell in its teardown whether the test failed
+    (the browser tests take a screenshot then)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
