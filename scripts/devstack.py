@@ -379,6 +379,7 @@ def _banner(base: str, demo: dict[str, Any]) -> str:
         rule,
         "marketpay is running. Ctrl-C stops all of it.",
         "",
+        f"  Storefront {base}/storefront/  (a demo shop: pay on the PSP's hosted page or with a saved card)",
         f"  API        {base}/v1/",
         f"  API docs   {base}/v1/docs/",
         f"  Admin      {base}/admin/",
