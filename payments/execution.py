@@ -23,7 +23,7 @@ from djmoney.money import Money
 
 from ledger.money import to_minor
 from payments.locks import order_lock
-from payments.models import CAPTURED_STATUSES, OrderStatus, PaymentOrder
+from payments.models import OrderStatus, PaymentOrder
 from payments.psp import payment_gateway
 from payments.psp.gateway import ChargeResult, ChargeStatus, UnknownPspOutcome
 from payments.risk import Verdict, order_risk_check
@@ -60,7 +60,8 @@ def order_execute(*, payment_order_id: str) -> PaymentOrder:
     except UnknownPspOutcome as exc:
         order_mark_unknown(payment_order_id=payment_order_id, reason=str(exc)[:500])
         raise
-    return order_apply_result(payment_order_id=payment_order_id, result=result, actor=EXECUTOR)
+    order, _ = order_apply_result(payment_order_id=payment_order_id, result=result, actor=EXECUTOR)
+    return order
 
 
 def _execution_start(payment_order_id: str) -> tuple[PaymentOrder, str]:
@@ -95,31 +96,29 @@ def order_mark_unknown(*, payment_order_id: str, reason: str) -> PaymentOrder:
     return order
 
 
-def order_apply_result(*, payment_order_id: str, result: ChargeResult, actor: str, reason: str = "") -> PaymentOrder:
+def order_apply_result(
+    *, payment_order_id: str, result: ChargeResult, actor: str, reason: str = ""
+) -> tuple[PaymentOrder, str]:
     """Move the order to what the PSP says, if its state machine still allows it; otherwise change nothing.
+    Returns the order and the status it had before (equal to its status now when nothing changed).
 
     The executor, webhooks and lookups all come through here, in any order and any number of times. A result that
     arrives late (a ``processing`` event after the success) finds the order past it and is dropped. A capture
     reported for an order we hold FAILED is money taken with no sale: it is logged at ERROR and left, unchanged, to
     reconciliation and a person.
     """
-    if result.status is ChargeStatus.SUCCEEDED:
-        with transaction.atomic():
-            order = order_lock(payment_order_id=payment_order_id)
-            if not order.is_final and not can_proceed(order.mark_success):
-                return order  # NOT_STARTED: the PSP cannot have captured what was never sent; nothing to apply
+    with transaction.atomic():
+        order = order_lock(payment_order_id=payment_order_id)
+        before = order.status
+        if result.status is ChargeStatus.SUCCEEDED:
             if order.status == OrderStatus.FAILED:
                 logger.error(
                     "PSP reports a capture for a failed order",
                     extra={"payment_order_id": payment_order_id, "psp_reference": result.psp_reference},
                 )
-                return order
-            if order.status not in CAPTURED_STATUSES:
+            elif can_proceed(order.mark_success):  # not NOT_STARTED (never sent), not captured already
                 order_capture(order=order, psp_reference=result.psp_reference, actor=actor, reason=reason)
-            return order
-    with transaction.atomic():
-        order = order_lock(payment_order_id=payment_order_id)
-        if result.status is ChargeStatus.PENDING and can_proceed(order.mark_pending):
+        elif result.status is ChargeStatus.PENDING and can_proceed(order.mark_pending):
             order.psp_reference = result.psp_reference or order.psp_reference
             order.action_url = result.action_url
             order.mark_pending(actor=actor, reason=reason or "the PSP is still working")
@@ -132,4 +131,4 @@ def order_apply_result(*, payment_order_id: str, result: ChargeResult, actor: st
             order.psp_reference = result.psp_reference or order.psp_reference
             order.mark_failed(actor=actor, reason=reason or result.failure_message, failure_code=result.failure_code)
             order.save()
-    return order
+    return order, before

@@ -117,6 +117,9 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
 
     objects = models.Manager()
 
+    # Set by payments.locks.order_lock: this instance was read under its row lock, in the open transaction.
+    row_locked = False
+
     class Meta:
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_order_amount_positive"),
@@ -140,8 +143,10 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
         # savepoint, so that a refused save (ConcurrentTransition: another worker moved the order first) leaves the
         # caller's transaction usable, to record the late event and carry on.
         # The log rows go first: PostgreSQL refuses a status UPDATE that no log row of this transaction explains.
+        # Under the row lock (payments/locks.py) no other transaction can move the order, so the conditional UPDATE
+        # is certain to match and the savepoint (two round trips on the executor's hot path) is not needed.
         pending: list[OrderTransition] = self.__dict__.pop("_pending_transitions", [])
-        with transaction.atomic():
+        with transaction.atomic(savepoint=not self.row_locked):
             if pending:
                 OrderTransition.objects.bulk_create(pending)
             super().save(*args, **kwargs)

@@ -26,4 +26,4 @@ def order_execute(payment_order_id: str) -> str:
 # Well inside the soft time limit: a drain that runs out of time queues the next one itself.
 @shared_task(name="payments.webhook_events_drain")
 def webhook_events_drain() -> int:
-    return webhooks.webhook_events_drain(max_seconds=30.0)
+    return webhooks.webhook_events_drain(max_seconds=20.0)

@@ -41,6 +41,7 @@ RETURNING inbox.id, inbox.processed_at IS NULL
 
 
 _DRAIN_QUEUED = "payments:webhook-drain-queued"
+_LINGER_POLL_SECONDS = 0.02
 
 
 class WebhookProcessingFailed(Exception):
@@ -66,12 +67,12 @@ def webhook_receive(*, psp: str, payload: bytes, headers: Mapping[str, str]) -> 
 
 
 def webhook_drain_request() -> None:
-    """Queue a drain of the inbox unless one is queued already.
+    """Queue a drain of the inbox unless one is queued or running already.
 
-    One task drains every waiting event, instead of one task per event: at the PSP's pace the broker round trip and
-    task start-up cost more than applying an event. The flag lives in Redis with a short expiry; a drain clears it
-    as it starts, so an event stored while a drain runs queues the next one. Beat drains every minute too, which
-    catches a flag or a task lost with Redis.
+    One drain task applies every waiting event, instead of one task per event: at the PSP's pace the broker round
+    trip and task start-up cost more than applying an event. The flag (in Redis, with an expiry longer than a drain
+    may run) says "a drain is queued or running"; the drain clears it as it leaves. Beat drains every minute too,
+    which catches a flag or a task lost with Redis.
     """
     try:
         if cache.add(_DRAIN_QUEUED, 1, timeout=settings.WEBHOOK_DRAIN_FLAG_SECONDS):
@@ -83,28 +84,52 @@ def webhook_drain_request() -> None:
         logger.warning("could not queue a webhook drain; the periodic drain will take the events", exc_info=True)
 
 
-def webhook_events_drain(*, max_seconds: float = 30.0) -> int:
-    """Process waiting events, oldest first, one transaction each, until none is due or the time is up. Returns
-    how many were processed (failures included). Several drains may run at once: each claims its next event with
-    SKIP LOCKED, so no event is processed twice."""
-    cache.delete(_DRAIN_QUEUED)
-    deadline = time.monotonic() + max_seconds
+def webhook_events_drain(*, max_seconds: float = 20.0, linger_seconds: float = 1.0) -> int:
+    """Process waiting events, oldest first, one transaction each, until none has come for ``linger_seconds`` or
+    the time is up. Returns how many were processed (failures included).
+
+    It lingers because events come in a stream: one drain that waits a moment for the next event costs a small query
+    every few milliseconds, where a drain per event costs a task each. Several drains may still run at once (beat's,
+    a flag that expired): each claims its next event with SKIP LOCKED, so no event is processed twice.
+    """
+    deadline = time.monotonic() + min(max_seconds, settings.WEBHOOK_DRAIN_FLAG_SECONDS * 0.8)
     done = 0
+    idle_since = time.monotonic()
     while time.monotonic() < deadline:
-        with transaction.atomic():
-            event = (
-                WebhookEvent.objects.select_for_update(skip_locked=True)
-                .filter(processed_at__isnull=True)
-                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=Now()))
-                .order_by("pk")
-                .first()
-            )
-            if event is None:
-                return done
-            _process_locked(event)
+        if _drain_one():
+            done += 1
+            idle_since = time.monotonic()
+            continue
+        if time.monotonic() - idle_since < linger_seconds:
+            time.sleep(_LINGER_POLL_SECONDS)
+            continue
+        # Leaving: clear the flag first, then look once more. An event stored before that look is taken here; one
+        # stored after it finds the flag gone and queues the next drain itself. No event is left waiting.
+        cache.delete(_DRAIN_QUEUED)
+        if not _drain_one():
+            return done
         done += 1
-    webhook_drain_request()  # out of time with events left: the next drain goes on
+        idle_since = time.monotonic()
+        if not cache.add(_DRAIN_QUEUED, 1, timeout=settings.WEBHOOK_DRAIN_FLAG_SECONDS):
+            return done  # another drain was queued meanwhile; it takes the rest
+    cache.delete(_DRAIN_QUEUED)
+    webhook_drain_request()  # out of time: the next drain goes on
     return done
+
+
+def _drain_one() -> bool:
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(processed_at__isnull=True)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=Now()))
+            .order_by("pk")
+            .first()
+        )
+        if event is None:
+            return False
+        _process_locked(event)
+    return True
 
 
 def webhook_event_process(*, event_id: str) -> str:
@@ -157,9 +182,10 @@ def _apply(notice: PspNotice) -> str:
         )
     moved = []
     for order_id in order_ids:
-        before = PaymentOrder.objects.filter(payment_order_id=order_id).values_list("status", flat=True).first()
-        if before is None:
+        try:
+            order, before = order_apply_result(payment_order_id=order_id, result=notice.result, actor=WEBHOOK_ACTOR)
+        except PaymentOrder.DoesNotExist:
             continue  # an order id we never issued: another system's charge on the same PSP account
-        after = order_apply_result(payment_order_id=order_id, result=notice.result, actor=WEBHOOK_ACTOR).status
+        after = order.status
         moved.append(f"{order_id} {before}→{after}" if before != after else f"{order_id} unchanged ({after})")
     return "; ".join(moved) if moved else "ignored: no order of ours"

@@ -254,9 +254,9 @@ def test_an_event_whose_handler_fails_is_kept_with_its_error(executing_order: Ca
     assert stored.next_attempt_at > timezone.now()
     assert status_of(order_id) == OrderStatus.EXECUTING
     # and a drain leaves it alone until its backoff has passed, then tries again
-    assert webhook_events_drain(max_seconds=5) == 0
+    assert webhook_events_drain(max_seconds=5, linger_seconds=0) == 0
     WebhookEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
-    assert webhook_events_drain(max_seconds=5) == 1
+    assert webhook_events_drain(max_seconds=5, linger_seconds=0) == 1
     stored.refresh_from_db()
     assert stored.attempts == 2
 
