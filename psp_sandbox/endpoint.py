@@ -105,6 +105,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return _respond(500, json.dumps(body, indent=2))
 
 
+def authenticate_request(request: HttpRequest) -> str:
+    """The API key of a request a non-JSON endpoint serves (a file's contents); raises AuthenticationFailed."""
+    return _authenticate(request)
+
+
+def error_response(error: StripeError) -> HttpResponse:
+    return _respond(error.status, json.dumps(error.as_body(), indent=2))
+
+
 def _authenticate(request: HttpRequest) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")

@@ -420,3 +420,38 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class File(models.Model):
+    """A generated file: a report's CSV. Its contents are not stored but streamed from the balance transactions each
+    time they are downloaded; ``parameters`` pins everything they depend on (the interval, the columns, the moment of
+    the run and the report faults then configured), so every download is the same bytes."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    purpose = models.CharField(max_length=32, default="finance_report_run")
+    filename = models.CharField(max_length=100)
+    title = models.CharField(max_length=200)
+    size = models.BigIntegerField()
+    parameters = models.JSONField()
+    created = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.filename}"
+
+
+class ReportRun(models.Model):
+    """A run of a Reporting API report type; it succeeds at once, its result a ``File``."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    report_type = models.CharField(max_length=64)
+    parameters = models.JSONField()
+    status = models.CharField(max_length=16, default="succeeded")
+    result = models.OneToOneField(File, on_delete=models.PROTECT, related_name="report_run")
+    # What the report faults changed in the file (psp_sandbox/reports.py), so that a test knows what to expect.
+    alterations = models.JSONField(default=list)
+    created = models.DateTimeField()
+    succeeded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.report_type}"
