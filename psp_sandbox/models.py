@@ -455,3 +455,14 @@ class ReportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.report_type}"
+
+
+class FaultAttempt(models.Model):
+    """How many times each API call identity has been seen: the attempt number of the fault decisions
+    (psp_sandbox/faults.py), shared by every worker so that a retry's decision does not depend on which served it."""
+
+    identity = models.CharField(primary_key=True, max_length=64)  # sha256 of the call's identity
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.identity[:12]}… seen {self.count} times"

@@ -178,14 +178,17 @@ def alterations(spec: ReportSpec) -> list[dict[str, Any]]:
         return found
     for txn_id, available_on, _ in _keyset(_window(spec).values_list("id", "available_on", "created")):
         decision = decide(spec, txn_id, available_on.date())
-        if not _in_interval(spec, available_on, decision):
-            continue
+        in_report = _in_interval(spec, available_on, decision)
         if decision.missing:
-            found.append({"kind": "missing_row", "balance_transaction_id": txn_id})
+            if in_report:
+                found.append({"kind": "missing_row", "balance_transaction_id": txn_id})
             continue
-        if decision.late:
+        if decision.late and (in_report or spec.start <= available_on < spec.end):
+            # Listed by the report it left and by the one it moved to.
             effective = (available_on + timedelta(days=1)).date().isoformat()
             found.append({"kind": "next_day", "balance_transaction_id": txn_id, "available_on": effective})
+        if not in_report:
+            continue
         if decision.delta:
             found.append({"kind": "amount_off", "balance_transaction_id": txn_id, "delta_minor_units": decision.delta})
         if decision.extra:
