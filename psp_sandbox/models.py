@@ -233,6 +233,9 @@ class WebhookDelivery(models.Model):
     id = models.BigAutoField(primary_key=True)
     event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="deliveries")
     endpoint_url = models.TextField()
+    # The payment (or other object) the event is about: a delivery does not overtake the first attempt of an earlier
+    # one with the same key (psp_sandbox/webhooks.py), so one payment's events arrive in the order they happened.
+    ordering_key = models.CharField(max_length=80, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
@@ -254,6 +257,11 @@ class WebhookDelivery(models.Model):
                 condition=models.Q(status="pending"),
             ),
             models.Index(fields=["event"], name="psp_sandbox_dlv_event"),
+            models.Index(
+                fields=["ordering_key", "id"],
+                name="psp_sandbox_dlv_ordering",
+                condition=models.Q(status="pending", attempts=0),
+            ),
         ]
 
     def __str__(self) -> str:
