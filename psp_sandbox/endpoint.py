@@ -12,6 +12,7 @@ import functools
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +21,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from psp_sandbox import context, idempotency
-from psp_sandbox.errors import AuthenticationFailed, InvalidRequest, StripeError
+from psp_sandbox import config as sandbox_config
+from psp_sandbox import context, faults, idempotency
+from psp_sandbox.errors import ApiError, AuthenticationFailed, InvalidRequest, RateLimited, StripeError
 from psp_sandbox.params import parse_form
 
 FORM = "application/x-www-form-urlencoded"
@@ -59,9 +61,45 @@ def stripe_endpoint(methods: dict[str, Operation], *, control: bool = False) -> 
         request_id = f"req_{secrets.token_hex(7)}"
         key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
         with context.request_scope(request_id, key):
-            return _serve(request, operation, kwargs, control=control)
+            if control:
+                return _serve(request, operation, kwargs, control=True)
+            return _serve_with_faults(request, operation, kwargs, key=key)
 
     return view
+
+
+def _serve_with_faults(
+    request: HttpRequest, operation: Operation, kwargs: dict[str, Any], *, key: str | None
+) -> HttpResponse:
+    """An API call through the configured faults (psp_sandbox/faults.py): some are refused before anything happens,
+    some are held past the client's timeout, some lose their answer after the work committed."""
+    config = sandbox_config.current()
+    if config.latency_ms:
+        time.sleep(config.latency_ms / 1000)
+    if not config.api_faults_on:
+        return _serve(request, operation, kwargs, control=False)
+    if request.method == "POST":
+        try:
+            discriminator = key or idempotency.fingerprint(_params(request))
+        except StripeError:
+            discriminator = "unparseable"
+    else:
+        discriminator = request.META.get("QUERY_STRING", "")
+    identity = f"{request.method} {request.path} {discriminator}"
+    fault = faults.api_fault(config, identity, faults.attempt_of(identity))
+    if fault == "reset":
+        request.META[faults.RESET_MARK] = True
+        return HttpResponse(status=204)  # never sent: psp_sandbox/wsgi.py resets the connection instead
+    if fault == "429":
+        return error_response(RateLimited("Too many requests hit the API too quickly (sandbox fault injection)."))
+    if fault == "5xx":
+        return error_response(ApiError("An unexpected error occurred (sandbox fault injection)."))
+    if fault == "timeout":
+        time.sleep(config.fault_timeout_seconds)
+    response = _serve(request, operation, kwargs, control=False)
+    if fault == "lost_response":
+        request.META[faults.RESET_MARK] = True
+    return response
 
 
 def _serve(request: HttpRequest, operation: Operation, kwargs: dict[str, Any], *, control: bool) -> HttpResponse:
@@ -103,6 +141,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
         "error": {"type": "api_error", "message": "An unexpected error occurred in the sandbox; it has been logged."}
     }
     return _respond(500, json.dumps(body, indent=2))
+
+
+def authenticate_request(request: HttpRequest) -> str:
+    """The API key of a request a non-JSON endpoint serves (a file's contents); raises AuthenticationFailed."""
+    return _authenticate(request)
+
+
+def error_response(error: StripeError) -> HttpResponse:
+    return _respond(error.status, json.dumps(error.as_body(), indent=2))
 
 
 def _authenticate(request: HttpRequest) -> str:

@@ -91,3 +91,11 @@ class CardError(StripeError):
 class ApiError(StripeError):
     status = 500
     type = "api_error"
+
+
+class RateLimited(StripeError):
+    status = 429
+    type = "invalid_request_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="rate_limit")

@@ -233,6 +233,9 @@ class WebhookDelivery(models.Model):
     id = models.BigAutoField(primary_key=True)
     event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="deliveries")
     endpoint_url = models.TextField()
+    # The payment (or other object) the event is about: a delivery does not overtake the first attempt of an earlier
+    # one with the same key (psp_sandbox/webhooks.py), so one payment's events arrive in the order they happened.
+    ordering_key = models.CharField(max_length=80, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
@@ -254,6 +257,11 @@ class WebhookDelivery(models.Model):
                 condition=models.Q(status="pending"),
             ),
             models.Index(fields=["event"], name="psp_sandbox_dlv_event"),
+            models.Index(
+                fields=["ordering_key", "id"],
+                name="psp_sandbox_dlv_ordering",
+                condition=models.Q(status="pending", attempts=0),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -420,3 +428,49 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class File(models.Model):
+    """A generated file: a report's CSV. Its contents are not stored but streamed from the balance transactions each
+    time they are downloaded; ``parameters`` pins everything they depend on (the interval, the columns, the moment of
+    the run and the report faults then configured), so every download is the same bytes."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    purpose = models.CharField(max_length=32, default="finance_report_run")
+    filename = models.CharField(max_length=100)
+    title = models.CharField(max_length=200)
+    size = models.BigIntegerField()
+    parameters = models.JSONField()
+    created = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.filename}"
+
+
+class ReportRun(models.Model):
+    """A run of a Reporting API report type; it succeeds at once, its result a ``File``."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    report_type = models.CharField(max_length=64)
+    parameters = models.JSONField()
+    status = models.CharField(max_length=16, default="succeeded")
+    result = models.OneToOneField(File, on_delete=models.PROTECT, related_name="report_run")
+    # What the report faults changed in the file (psp_sandbox/reports.py), so that a test knows what to expect.
+    alterations = models.JSONField(default=list)
+    created = models.DateTimeField()
+    succeeded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.report_type}"
+
+
+class FaultAttempt(models.Model):
+    """How many times each API call identity has been seen: the attempt number of the fault decisions
+    (psp_sandbox/faults.py), shared by every worker so that a retry's decision does not depend on which served it."""
+
+    identity = models.CharField(primary_key=True, max_length=64)  # sha256 of the call's identity
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.identity[:12]}… seen {self.count} times"

@@ -14,8 +14,10 @@ from psp_sandbox.models import (
     CheckoutSession,
     Dispute,
     Event,
+    File,
     PaymentIntent,
     Refund,
+    ReportRun,
     Transfer,
     TransferReversal,
 )
@@ -369,3 +371,37 @@ def source_object(source_id: str) -> dict[str, Any] | None:
         dispute = Dispute.objects.select_related("withdrawal", "reinstatement", "charge").filter(pk=source_id).first()
         return dispute_object(dispute) if dispute is not None else None
     return None
+
+
+def file_object(file: File, *, base_url: str) -> dict[str, Any]:
+    return {
+        "id": file.id,
+        "object": "file",
+        "created": unix(file.created),
+        "expires_at": unix(file.expires_at),
+        "filename": file.filename,
+        "links": {"object": "list", "data": [], "has_more": False, "url": f"/v1/file_links?file={file.id}"},
+        "purpose": file.purpose,
+        "size": file.size,
+        "title": file.title,
+        "type": "csv",
+        # Stripe serves contents from files.stripe.com; the sandbox from its one address, under the same path.
+        "url": f"{base_url}/v1/files/{file.id}/contents",
+    }
+
+
+def report_run_object(run: ReportRun, *, base_url: str) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "object": "reporting.report_run",
+        "created": unix(run.created),
+        "error": None,
+        "livemode": False,
+        "parameters": run.parameters,
+        "report_type": run.report_type,
+        "result": file_object(run.result, base_url=base_url),
+        "status": run.status,
+        "succeeded_at": unix(run.succeeded_at),
+        # Not Stripe's: what the report faults changed in the result (README, "Fault injection").
+        "sandbox_alterations": run.alterations,
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from psp_sandbox.endpoint import unrecognized_url
-from psp_sandbox.views import checkout, control, events, intents, money, pages
+from psp_sandbox.views import checkout, control, events, intents, money, pages, reports
 
 urlpatterns = [
     path("v1/payment_intents", intents.payment_intents, name="psp_sandbox_payment_intents"),
@@ -28,11 +28,17 @@ urlpatterns = [
     path("v1/disputes/<str:dispute_id>", money.dispute_view),
     path("v1/balance_transactions", money.balance_transactions_view),
     path("v1/balance_transactions/<str:txn_id>", money.balance_transaction_view),
+    path("v1/reporting/report_runs", reports.runs),
+    path("v1/reporting/report_runs/<str:run_id>", reports.run),
+    path("v1/files/<str:file_id>", reports.file),
+    path("v1/files/<str:file_id>/contents", reports.file_contents),
     path("v1/events", events.events),
     path("v1/events/<str:event_id>", events.event),
     # The sandbox's own: control calls (API key) and pages (a buyer's browser).
     path("v1/sandbox/config", control.sandbox_config),
     path("v1/sandbox/payment_intents/<str:intent_id>/authenticate", control.authenticate),
+    path("v1/sandbox/settlement_report", reports.settlement_report),
+    path("v1/sandbox/settlement_report/alterations", reports.settlement_report),
     path("v1/sandbox/charges/<str:charge_id>/dispute", control.dispute_open_view),
     path("v1/sandbox/disputes/<str:dispute_id>/close", control.dispute_close_view),
     path("v1/sandbox/authenticate/<str:intent_id>", pages.authenticate, name="psp_sandbox_authenticate"),

@@ -73,6 +73,7 @@ def delivery_schedule(event: Event, config: knobs.Config) -> WebhookDelivery | N
     return WebhookDelivery.objects.create(
         event=event,
         endpoint_url=config.webhook_url,
+        ordering_key=ordering_key(event.data.get("object", {})),
         status=WebhookDelivery.Status.DROPPED if dropped else WebhookDelivery.Status.PENDING,
         next_attempt_at=event.created + timedelta(milliseconds=config.webhook_delay_ms),
         last_error="dropped by SANDBOX_WEBHOOK_DROP_RATE" if dropped else "",
@@ -80,6 +81,17 @@ def delivery_schedule(event: Event, config: knobs.Config) -> WebhookDelivery | N
         duplicate=not dropped and strikes("webhook_duplicate", config.webhook_duplicate_rate),
         created=event.created,
     )
+
+
+def ordering_key(obj: dict[str, object]) -> str:
+    """The payment an object belongs to (its PaymentIntent: the intent itself, its session, charge, refunds and
+    disputes), else the object itself (a transfer)."""
+    intent = obj.get("payment_intent")
+    if isinstance(intent, str):
+        return intent[:80]
+    if isinstance(intent, dict) and isinstance(intent.get("id"), str):
+        return str(intent["id"])[:80]
+    return str(obj.get("id", ""))[:80]
 
 
 @dataclass(frozen=True)
@@ -165,11 +177,24 @@ def _claim(config: knobs.Config, *, limit: int) -> list[WebhookDelivery]:
         | (~Exists(later) & Q(created__lte=now - hold))
         | Q(created__lte=now - hold * REORDER_MAX_HOLDS)
     )
+    # Not before an earlier delivery about the same payment has had its first attempt (a held, reordered one aside):
+    # one payment's events arrive in order even when two workers claim batches at the same moment.
+    overtaking = Exists(
+        WebhookDelivery.objects.filter(
+            endpoint_url=OuterRef("endpoint_url"),
+            ordering_key=OuterRef("ordering_key"),
+            id__lt=OuterRef("id"),
+            status=WebhookDelivery.Status.PENDING,
+            attempts=0,
+            reordered=False,
+        )
+    )
     with transaction.atomic():
         rows = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
             .filter(released)
+            .exclude(overtaking)
             .order_by("id")[:limit]
         )
         if rows:

@@ -18,6 +18,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psp_sandbox.settings")
 
 _django = get_wsgi_application()
 
+from psp_sandbox import faults  # noqa: E402 - needs the apps loaded
+
 
 def _background() -> None:
     if getattr(settings, "SANDBOX_BACKGROUND", False):
@@ -28,7 +30,14 @@ def _background() -> None:
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     _background()
-    return _django(environ, start_response)
+    response = _django(environ, start_response)
+    if environ.get(faults.RESET_MARK):
+        # The connection-reset and lost-response faults: no answer at all, the connection aborted.
+        close = getattr(response, "close", None)
+        if close is not None:
+            close()
+        faults.reset_connection(environ)
+    return response
 
 
 _background()
