@@ -16,6 +16,7 @@ from payments.models import OrderStatus, OrderTransition, PaymentOrder
 from payments.psp.gateway import UnknownPspOutcome
 from psp_sandbox.models import Charge
 from tests.conftest import order, payment_body, wait_until
+from tests.psp_helpers import configure
 from tests.sandbox import Sandbox
 from wallets.selectors import wallet_ledger_balances
 
@@ -150,3 +151,43 @@ def test_an_unanswered_request_makes_the_order_unknown_and_a_resend_settles_it(
         OrderTransition.objects.filter(order__payment_order_id=order_id).order_by("pk").values_list("to_status")
     ) == [("EXECUTING",), ("UNKNOWN",), ("SUCCESS",)]
     assert PaymentOrder.objects.get(payment_order_id=order_id).attempts == 2
+
+
+def test_a_lost_response_leaves_the_order_unknown_and_the_resend_finds_the_first_charge(
+    psp: Sandbox, post_payment: Callable[..., Any]
+) -> None:
+    created = post_payment(payment_body(payment_orders=[order()])).json()
+    order_id = created["payment_orders"][0]["payment_order_id"]
+
+    # when the PSP charges and the answer never arrives
+    configure(psp, reset=True, fault_lost_response_rate=1.0)
+    try:
+        with pytest.raises(UnknownPspOutcome):
+            order_execute(payment_order_id=order_id)
+    finally:
+        configure(psp, reset=True)
+
+    # then the order says so, and the money did move once
+    assert PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.UNKNOWN
+    assert Charge.objects.filter(payment_order_id=order_id).count() == 1
+    # and the resend under the same key hears the first charge's answer instead of charging again
+    assert order_execute(payment_order_id=order_id).status == OrderStatus.SUCCESS
+    assert Charge.objects.filter(payment_order_id=order_id).count() == 1
+    assert JournalTransaction.objects.filter(kind="payin", reference=order_id).count() == 1
+
+
+def test_the_worker_retries_psp_errors_until_the_charge_goes_through_once(
+    psp: Sandbox, celery_worker_app: Any, post_payment: Callable[..., Any]
+) -> None:
+    configure(psp, reset=True, fault_5xx_rate=1.0)
+    try:
+        created = post_payment(payment_body(payment_orders=[order()])).json()
+        order_id = created["payment_orders"][0]["payment_order_id"]
+        # the worker keeps trying while the PSP answers 500
+        wait_until(lambda: PaymentOrder.objects.get(payment_order_id=order_id).attempts >= 2)
+        assert PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.EXECUTING
+    finally:
+        configure(psp, reset=True)
+
+    wait_until(lambda: PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.SUCCESS, timeout=30)
+    assert Charge.objects.filter(payment_order_id=order_id, status="succeeded").count() == 1
