@@ -5,7 +5,7 @@ test mode, plus one of ours.
 - ``pm_card_chargeDeclined``: 402 ``card_declined`` / ``generic_decline``; the intent goes back to
   ``requires_payment_method`` with ``last_payment_error``.
 - ``pm_card_chargeDeclinedInsufficientFunds``: the same with ``decline_code`` ``insufficient_funds``.
-- ``pm_card_authenticationRequired``: ``requires_action`` (3-D Secure); it finishes later, by a settle call.
+- ``pm_card_authenticationRequired``: ``requires_action`` (3-D Secure); it finishes on the authentication page.
 - ``pm_card_refundFail``: succeeds; a refund of it starts ``succeeded`` and fails a moment later
   (``SANDBOX_PROCESSING_DELAY_SECONDS``): ``refund.updated`` and ``refund.failed``, as with Stripe's own.
 - ``pm_card_processing``: **the sandbox's own**, Stripe has no such card. The intent stays ``processing`` with a

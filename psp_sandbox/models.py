@@ -249,6 +249,9 @@ class WebhookDelivery(models.Model):
     created = models.DateTimeField()
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event", "endpoint_url"], name="psp_sandbox_dlv_one_per_endpoint"),
+        ]
         indexes = [
             # The delivery loop's claim: due pending rows in creation order.
             models.Index(

@@ -296,8 +296,7 @@ def _decline_error(card: SandboxCard, intent: PaymentIntent, charge: Charge) -> 
 
 
 def _authentication_action(intent: PaymentIntent, *, base_url: str) -> dict[str, object]:
-    # Where the cardholder would authenticate. The page itself comes with the hosted-page work (issue 4 §1); until
-    # then the intent finishes through payment_intent_settle.
+    # Where the cardholder authenticates: the sandbox's page (psp_sandbox/views/pages.py), or its control call.
     url = f"{base_url}/v1/sandbox/authenticate/{intent.id}"
     if intent.return_url:
         return {"type": "redirect_to_url", "redirect_to_url": {"url": url, "return_url": intent.return_url}}

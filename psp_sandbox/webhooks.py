@@ -224,7 +224,7 @@ def _send(url: str, payload: str, key: str) -> SendResult:
         response = _pool().request(
             "POST", url, body=payload.encode(), headers=headers, timeout=SEND_TIMEOUT, retries=False, redirect=False
         )
-    except urllib3.exceptions.HTTPError as exc:
+    except Exception as exc:  # any failure to send is a failed attempt, retried; never a lost batch
         return SendResult(None, f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= response.status < 300:
         return SendResult(response.status, "")

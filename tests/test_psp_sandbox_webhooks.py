@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 import stripe
+from django.core.management import call_command
 from django.db import connection
 
 from psp_sandbox import config, events, webhooks
@@ -355,3 +357,19 @@ def test_config_changes_are_validated_and_can_be_undone(sandbox: Sandbox) -> Non
     # form bodies work too, and the key is required
     assert requests.post(url, data={"latency_ms": "5"}, headers=headers, timeout=10).json()["latency_ms"] == 5
     assert requests.get(url, timeout=10).status_code == 401
+
+
+@pytest.mark.django_db
+def test_sandbox_deliver_sends_what_is_due_once() -> None:
+    # given: no sandbox process; an event queued for an endpoint
+    with receiving_webhooks() as endpoint:
+        config.config_update(changes={"webhook_url": endpoint.url})
+        event = events.event_emit("transfer.created", {"id": "tr_by_hand", "object": "transfer"})
+        out = io.StringIO()
+        # when
+        call_command("sandbox_deliver", stdout=out)
+        call_command("sandbox_deliver", stdout=io.StringIO())
+    # then
+    assert out.getvalue().strip() == "1 deliveries attempted"
+    assert [item.verified().id for item in endpoint.all()] == [event.id]
+    assert delivery_of(event.id).status == WebhookDelivery.Status.DELIVERED
