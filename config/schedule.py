@@ -5,6 +5,12 @@ from __future__ import annotations
 from celery.schedules import crontab
 
 BEAT_SCHEDULE = {
+    # Every minute: re-drive orders whose task was lost, look UNKNOWN and old PENDING orders up at the PSP, close
+    # dead letters whose order is done, raise the in-flight alert (payments/recovery.py).
+    "recovery-sweep": {
+        "task": "payments.recovery_sweep",
+        "schedule": 60.0,
+    },
     # Webhook events are drained as they arrive; this catches what a lost task or flag left waiting, and retries
     # failed events whose backoff has passed.
     "drain-webhook-inbox": {

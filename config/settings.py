@@ -121,6 +121,7 @@ CELERY_TASK_ROUTES = {
     for task, queue in {
         "payments.order_execute": "payments",
         "payments.webhook_events_drain": "webhooks",
+        "payments.recovery_sweep": "maintenance",
         "api.idempotency_keys_purge": "maintenance",
         "reconciliation.ledger_check": "maintenance",
     }.items()
@@ -133,9 +134,20 @@ WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 5)
 WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
 WEBHOOK_DRAIN_FLAG_SECONDS = env_int("WEBHOOK_DRAIN_FLAG_SECONDS", 30)
 
+# The recovery sweep (every minute): an order NOT_STARTED, UNKNOWN or with a waiting webhook event is looked at after
+# RECOVERY_STALE_SECONDS (EXECUTING after that plus the longest retry backoff); a PENDING one is looked up at the PSP
+# after RECOVERY_PENDING_LOOKUP_SECONDS; an order not final ORDER_IN_FLIGHT_ALERT_SECONDS after its creation raises
+# the alert.
+RECOVERY_STALE_SECONDS = env_int("RECOVERY_STALE_SECONDS", 60)
+RECOVERY_PENDING_LOOKUP_SECONDS = env_int("RECOVERY_PENDING_LOOKUP_SECONDS", 300)
+RECOVERY_SWEEP_LOCK_SECONDS = env_int("RECOVERY_SWEEP_LOCK_SECONDS", 300)
+ORDER_IN_FLIGHT_ALERT_SECONDS = env_int("ORDER_IN_FLIGHT_ALERT_SECONDS", 1800)
+
 # Retries of a PSP call that failed transiently (429, 5xx, no answer): exponential backoff from the base, capped, with
-# full jitter, at most PSP_RETRY_MAX_ATTEMPTS sends per order. The cap stays below the broker's visibility timeout.
+# full jitter, at most PSP_RETRY_MAX_ATTEMPTS sends per order and PSP_RETRY_MAX_SECONDS from the first failure; then
+# the dead letter queue. The cap stays below the broker's visibility timeout.
 PSP_RETRY_MAX_ATTEMPTS = env_int("PSP_RETRY_MAX_ATTEMPTS", 8)
+PSP_RETRY_MAX_SECONDS = env_int("PSP_RETRY_MAX_SECONDS", 1800)
 PSP_RETRY_BACKOFF_SECONDS = env_int("PSP_RETRY_BACKOFF_SECONDS", 2)
 PSP_RETRY_BACKOFF_MAX_SECONDS = env_int("PSP_RETRY_BACKOFF_MAX_SECONDS", 300)
 if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= PSP_RETRY_BACKOFF_MAX_SECONDS:

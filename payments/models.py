@@ -251,3 +251,33 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.psp} {self.event_id} {self.type}"
+
+
+class DeadLetter(models.Model):
+    """Work that failed every attempt it was allowed (DESIGN.md "Failures"). The object it was for stays where it
+    stopped, visibly: an order left EXECUTING or UNKNOWN is never quietly failed. A person replays it (or the
+    recovery sweep's lookup settles the order) and the letter is closed with what was done."""
+
+    task = models.CharField(max_length=100)
+    object_type = models.CharField(max_length=50)
+    object_id = models.CharField(max_length=255)
+    attempts = models.PositiveIntegerField()
+    last_error = models.TextField()
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True, default="", db_default="")
+
+    class Meta:
+        constraints = [
+            # At most one open letter per piece of work: a second failure updates it instead of adding another.
+            models.UniqueConstraint(
+                fields=["task", "object_id"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="dead_letter_open_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["-last_failed_at"], name="dead_letter_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.object_id} ({self.attempts} attempts)"

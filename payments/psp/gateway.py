@@ -109,6 +109,10 @@ class PaymentGateway(Protocol):
         """Register a hosted payment page once per ``nonce`` (the PSP's idempotency key)."""
         ...
 
+    def checkout_lookup(self, *, token: str) -> ChargeResult | None:
+        """What became of a hosted page: paid, expired, or None while the buyer may still pay."""
+        ...
+
     def checkout_expire(self, *, token: str) -> None:
         """Close a hosted page the buyer abandoned; the PSP's expiry event then fails its orders."""
         ...

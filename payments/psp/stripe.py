@@ -133,6 +133,13 @@ class StripeGateway:
             raise _classify(exc) from exc
         return HostedCheckout(token=session.id, url=session.url or "")
 
+    def checkout_lookup(self, *, token: str) -> ChargeResult | None:
+        try:
+            session = self.client.v1.checkout.sessions.retrieve(token).to_dict()
+        except stripe.StripeError as exc:
+            raise _classify(exc) from exc
+        return _session_result(session, expired=session.get("status") == "expired")
+
     def checkout_expire(self, *, token: str) -> None:
         try:
             self.client.v1.checkout.sessions.expire(token)
@@ -178,24 +185,33 @@ class StripeGateway:
                 return PspNotice(note="a hosted-page charge; the checkout session's events apply it")
             return PspNotice(result=_result(obj), payment_order_id=order_id)
         if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-            if obj.get("payment_status") != "paid":
+            result = _session_result(obj, expired=False)
+            if result is None:
                 return PspNotice(note="the session completed and its payment is still in progress")
-            intent = obj.get("payment_intent")
-            reference = intent.get("id", "") if isinstance(intent, dict) else intent or ""
-            return PspNotice(result=ChargeResult(ChargeStatus.SUCCEEDED, reference), checkout_token=obj["id"])
-        if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
-            expired = event_type == "checkout.session.expired"
+            return PspNotice(result=result, checkout_token=obj["id"])
+        if event_type == "checkout.session.expired":
+            return PspNotice(result=_session_result(obj, expired=True), checkout_token=obj["id"])
+        if event_type == "checkout.session.async_payment_failed":
             failure = ChargeResult(
-                ChargeStatus.FAILED,
-                failure_code="checkout_expired" if expired else "payment_failed",
-                failure_message=(
-                    "The buyer did not pay before the hosted page expired."
-                    if expired
-                    else "The asynchronous payment failed."
-                ),
+                ChargeStatus.FAILED, failure_code="payment_failed", failure_message="The asynchronous payment failed."
             )
             return PspNotice(result=failure, checkout_token=obj["id"])
         return PspNotice(note=f"no handler for {event_type}")
+
+
+def _session_result(session: Mapping[str, Any], *, expired: bool) -> ChargeResult | None:
+    """A Checkout Session's outcome: paid, expired unpaid, or None while it is open (or paid asynchronously)."""
+    if session.get("payment_status") == "paid":
+        intent = session.get("payment_intent")
+        reference = intent.get("id", "") if isinstance(intent, Mapping) else intent or ""
+        return ChargeResult(ChargeStatus.SUCCEEDED, psp_reference=reference)
+    if expired:
+        return ChargeResult(
+            ChargeStatus.FAILED,
+            failure_code="checkout_expired",
+            failure_message="The buyer did not pay before the hosted page expired.",
+        )
+    return None
 
 
 def _result(intent: Mapping[str, Any]) -> ChargeResult:

@@ -1,0 +1,155 @@
+"""The recovery sweep (DESIGN.md "Failures"; the seeds' scheduled job over in-flight orders). Beat runs it every
+minute, one at a time. A lost Celery message, a killed worker, a restarted Redis or a lost webhook can delay a
+payment; this is what makes sure none of them loses it.
+
+1. Orders whose task was lost: ``NOT_STARTED`` (the task was never queued, or the message vanished) or ``EXECUTING``
+   (a worker died mid-call) for longer than any retry would wait: queued again. Same idempotency key: never a second
+   charge.
+2. ``UNKNOWN`` and old ``PENDING`` orders: looked up at the PSP and moved to what it says. An ``UNKNOWN`` order the
+   PSP has never seen was not charged: it is sent again.
+3. Dead letters whose order has reached a final state since (a webhook, a lookup): closed.
+4. Orders in flight past the alert threshold: an ERROR log line with their ids, and the count in the report.
+5. Webhook events waiting in the inbox: a drain is queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from payments.execution import order_apply_result
+from payments.models import FINAL_STATUSES, DeadLetter, OrderStatus, PaymentOrder, WebhookEvent
+from payments.psp import payment_gateway
+from payments.psp.gateway import ChargeResult, PspConfigurationError, TransientPspError, UnknownPspOutcome
+from payments.retries import ORDER_EXECUTE_TASK
+from payments.services import executions_enqueue
+from payments.webhooks import webhook_drain_request
+
+logger = logging.getLogger(__name__)
+
+SWEEP_ACTOR = "sweep"
+_RUNNING = "payments:recovery-sweep-running"
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)
+    settled: dict[str, str] = field(default_factory=dict)  # payment_order_id → status after the lookup
+    lookups_failed: list[str] = field(default_factory=list)
+    letters_closed: int = 0
+    overdue: int = 0
+    webhooks_waiting: int = 0
+
+
+def recovery_sweep(*, now: datetime | None = None, limit: int = 500) -> SweepReport | None:
+    """One sweep; None when another is running (the flag expires by itself if a sweep dies)."""
+    if not cache.add(_RUNNING, 1, timeout=settings.RECOVERY_SWEEP_LOCK_SECONDS):
+        return None
+    try:
+        return _sweep(now or timezone.now(), limit)
+    finally:
+        cache.delete(_RUNNING)
+
+
+def _sweep(now: datetime, limit: int) -> SweepReport:
+    report = SweepReport()
+    open_letter = DeadLetter.objects.filter(
+        task=ORDER_EXECUTE_TASK, object_id=OuterRef("payment_order_id"), resolved_at__isnull=True
+    )
+    # 1. Lost tasks. EXECUTING waits out the longest retry backoff first: a retry in its countdown is not lost.
+    lost = (
+        PaymentOrder.objects.exclude(event__payment_method_token="")
+        .filter(
+            Q(status=OrderStatus.NOT_STARTED, updated_at__lt=now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS))
+            | Q(
+                status=OrderStatus.EXECUTING,
+                updated_at__lt=now
+                - timedelta(seconds=settings.RECOVERY_STALE_SECONDS + settings.PSP_RETRY_BACKOFF_MAX_SECONDS),
+            )
+        )
+        .exclude(Exists(open_letter))
+        .order_by("updated_at")
+        .values_list("payment_order_id", flat=True)[:limit]
+    )
+    report.requeued = list(lost)
+    # 2. Ask the PSP.
+    unsettled = (
+        PaymentOrder.objects.filter(
+            Q(status=OrderStatus.UNKNOWN, updated_at__lt=now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS))
+            | Q(
+                status=OrderStatus.PENDING,
+                updated_at__lt=now - timedelta(seconds=settings.RECOVERY_PENDING_LOOKUP_SECONDS),
+            )
+        )
+        .exclude(Exists(open_letter))
+        .order_by("updated_at")
+        .values_list("payment_order_id", "status", "psp_token")[:limit]
+    )
+    gateway = payment_gateway()
+    sessions: dict[str, ChargeResult | None] = {}
+    for order_id, status, token in unsettled:
+        try:
+            if token:
+                if token not in sessions:
+                    sessions[token] = gateway.checkout_lookup(token=token)
+                result = sessions[token]
+            else:
+                result = gateway.lookup(payment_order_id=order_id)
+        except (TransientPspError, UnknownPspOutcome, PspConfigurationError):
+            logger.warning("recovery lookup failed", extra={"payment_order_id": order_id}, exc_info=True)
+            report.lookups_failed.append(order_id)
+            continue
+        if result is None:
+            if status == OrderStatus.UNKNOWN and not token:
+                report.requeued.append(order_id)  # the PSP never saw it: nothing was charged; send it
+            continue
+        order, before = order_apply_result(payment_order_id=order_id, result=result, actor=SWEEP_ACTOR)
+        if order.status != before:
+            report.settled[order_id] = order.status
+    if report.requeued:
+        executions_enqueue(report.requeued)
+    # 3. Letters whose order is done.
+    done = PaymentOrder.objects.filter(payment_order_id=OuterRef("object_id"), status__in=FINAL_STATUSES)
+    report.letters_closed = (
+        DeadLetter.objects.filter(task=ORDER_EXECUTE_TASK, resolved_at__isnull=True)
+        .filter(Exists(done))
+        .update(resolved_at=now, resolution="the order reached a final state")
+    )
+    # 4. The alert.
+    overdue = PaymentOrder.objects.exclude(status__in=FINAL_STATUSES).filter(
+        created_at__lt=now - timedelta(seconds=settings.ORDER_IN_FLIGHT_ALERT_SECONDS)
+    )
+    report.overdue = overdue.count()
+    if report.overdue:
+        first_ids = list(overdue.order_by("created_at").values_list("payment_order_id", flat=True)[:50])
+        # The ids in the message itself: whatever the log format, the person paged sees which orders.
+        logger.error(
+            "%d payment orders in flight for more than %d s: %s%s",
+            report.overdue,
+            settings.ORDER_IN_FLIGHT_ALERT_SECONDS,
+            ", ".join(first_ids),
+            " (and more)" if report.overdue > len(first_ids) else "",
+            extra={"count": report.overdue, "payment_order_ids": first_ids},
+        )
+    # 5. The inbox.
+    report.webhooks_waiting = WebhookEvent.objects.filter(
+        processed_at__isnull=True, received_at__lt=now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS)
+    ).count()
+    if report.webhooks_waiting:
+        webhook_drain_request()
+    if report.requeued or report.settled or report.letters_closed:
+        logger.info(
+            "recovery sweep",
+            extra={
+                "requeued": len(report.requeued),
+                "settled": len(report.settled),
+                "letters_closed": report.letters_closed,
+            },
+        )
+    return report
