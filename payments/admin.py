@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
-from payments.models import OrderTransition, PaymentEvent, PaymentOrder
+from payments.models import DeadLetter, OrderTransition, PaymentEvent, PaymentOrder, WebhookEvent
 
 
 class PaymentOrderInline(ReadOnlyInline):
@@ -19,6 +19,7 @@ class PaymentOrderInline(ReadOnlyInline):
         "psp_reference",
         "failure_code",
         "attempts",
+        "psp_token",
     )
 
 
@@ -46,3 +47,20 @@ class PaymentOrderAdmin(ReadOnlyAdmin):
     list_select_related = ["event"]
     search_fields = ["=payment_order_id", "=event__payment_id", "=psp_reference", "=psp_token", "=seller__account"]
     inlines = [OrderTransitionInline]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    """The inbox as it arrived: raw body, how often it was delivered, what processing made of it."""
+
+    list_display = ["event_id", "type", "object_id", "received_at", "deliveries", "processed_at", "attempts", "outcome"]
+    list_filter = ["psp", "type", ("processed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=event_id", "=object_id"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    list_display = ["object_id", "task", "attempts", "first_failed_at", "last_failed_at", "resolved_at", "resolution"]
+    list_filter = ["task", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=object_id"]

@@ -76,3 +76,30 @@ def test_ledger_and_wallets_are_visible_and_read_only(staff: Client) -> None:
     assert "po_admin" in journals
     assert staff.get("/admin/ledger/entry/add/").status_code == 403
     assert staff.get("/admin/wallets/wallet/add/").status_code == 403
+
+
+def test_the_webhook_inbox_and_dead_letters_are_listed_read_only(staff: Client) -> None:
+    from django.utils import timezone
+
+    from payments.models import DeadLetter, WebhookEvent
+
+    WebhookEvent.objects.create(psp="stripe", event_id="evt_seen", type="payment_intent.succeeded", payload="{}")
+    now = timezone.now()
+    letter = DeadLetter.objects.create(
+        task="payments.order_execute",
+        object_type="payment_order",
+        object_id="po_stuck",
+        attempts=8,
+        last_error="TransientPspError: PSP error 500",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+
+    inbox = staff.get("/admin/payments/webhookevent/", {"processed_at__isempty": "1"})
+    letters = staff.get("/admin/payments/deadletter/", {"q": "po_stuck"})
+
+    assert inbox.status_code == 200
+    assert "evt_seen" in inbox.content.decode()
+    assert letters.status_code == 200
+    assert "po_stuck" in letters.content.decode()
+    assert staff.post(f"/admin/payments/deadletter/{letter.pk}/delete/").status_code == 403
