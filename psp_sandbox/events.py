@@ -49,7 +49,7 @@ def event_emit(type: str, obj: dict[str, Any], *, previous_attributes: dict[str,
         request_id=request.request_id if request is not None else "",
         idempotency_key=(request.idempotency_key or "") if request is not None else "",
         fault_identity=identity,
-        transaction_id=_transaction_id(),
+        transaction_id=(request.transaction_id if request is not None else None) or _transaction_id(),
         created=timezone.now(),
     )
     webhooks.delivery_schedule(event, config.current())

@@ -29,6 +29,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from psp_sandbox import context
 from psp_sandbox.errors import IdempotencyError, IdempotencyKeyInUse, InvalidRequest
 from psp_sandbox.models import IdempotencyKey
 
@@ -75,13 +76,18 @@ def run_post(
     _check_key(key)
     digest = api_key_digest(api_key)
     request_fingerprint = fingerprint(params)
+    request = context.current()
     try:
         with transaction.atomic(durable=True):
             with connection.cursor() as cursor:
                 # Lock first, then read: the SELECT's snapshot must be taken after the lock is ours, or it could miss
                 # the row of a first request that committed (and let go of the lock) while this one was starting.
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(api_key, key)])
-                locked = bool(cursor.fetchone()[0])
+                # The transaction's id comes along for the events the request writes (psp_sandbox/events.py).
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s), txid_current()", [lock_id(api_key, key)])
+                locked_value, transaction_id = cursor.fetchone()
+                locked = bool(locked_value)
+            if request is not None:
+                request.transaction_id = int(transaction_id)
             stored = IdempotencyKey.objects.filter(api_key_digest=digest, key=key).first()
             if stored is not None and stored.expires_at <= timezone.now():
                 # Past its lifetime the key means nothing; whoever holds its lock removes it, so that races nobody.
@@ -108,6 +114,9 @@ def run_post(
         # Only the unique key row can clash here: another request with this key committed first. Everything this
         # one did, its charge included, has been rolled back.
         raise IdempotencyKeyInUse(key) from exc
+    finally:
+        if request is not None:
+            request.transaction_id = None
     return Outcome(status, rendered)
 
 
