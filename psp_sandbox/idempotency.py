@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from psp_sandbox import context
 from psp_sandbox.errors import IdempotencyError, IdempotencyKeyInUse, InvalidRequest
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -88,7 +89,7 @@ def run_post(
                 locked = bool(locked_value)
             if request is not None:
                 request.transaction_id = int(transaction_id)
-            stored = IdempotencyKey.objects.filter(api_key_digest=digest, key=key).first()
+            stored = _stored(digest, key)
             if stored is not None and stored.expires_at <= timezone.now():
                 # Past its lifetime the key means nothing; whoever holds its lock removes it, so that races nobody.
                 if locked:
@@ -100,15 +101,17 @@ def run_post(
                 raise IdempotencyKeyInUse(key)
             status, body = handler()
             rendered = _render(body)
-            IdempotencyKey.objects.create(
-                api_key_digest=digest,
-                key=key,
-                request_method=method,
-                request_path=path[:255],
-                request_fingerprint=request_fingerprint,
-                response_status=status,
-                response_body=rendered,
-                expires_at=timezone.now() + KEY_LIFETIME,
+            insert(
+                IdempotencyKey(
+                    api_key_digest=digest,
+                    key=key,
+                    request_method=method,
+                    request_path=path[:255],
+                    request_fingerprint=request_fingerprint,
+                    response_status=status,
+                    response_body=rendered,
+                    expires_at=timezone.now() + KEY_LIFETIME,
+                )
             )
     except IntegrityError as exc:
         # Only the unique key row can clash here: another request with this key committed first. Everything this
@@ -118,6 +121,29 @@ def run_post(
         if request is not None:
             request.transaction_id = None
     return Outcome(status, rendered)
+
+
+# The stored response of a key, if any: on every keyed POST, so a plain statement rather than one the ORM compiles.
+_STORED_COLUMNS = (
+    "id", "api_key_digest", "key", "request_method", "request_path", "request_fingerprint", "response_status",
+    "response_body", "created", "expires_at",
+)  # fmt: skip
+_STORED_SQL = (
+    f"SELECT {', '.join(_STORED_COLUMNS)} FROM psp_sandbox_idempotencykey "  # noqa: S608 - constant column names
+    "WHERE api_key_digest = %s AND key = %s"
+)
+
+
+def _stored(digest: str, key: str) -> IdempotencyKey | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_STORED_SQL, [digest, key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    stored = IdempotencyKey(**dict(zip(_STORED_COLUMNS, row, strict=True)))
+    stored._state.adding = False
+    stored._state.db = connection.alias
+    return stored
 
 
 def idempotency_keys_purge(*, batch_size: int = 5000) -> int:

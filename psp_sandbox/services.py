@@ -21,6 +21,7 @@ from psp_sandbox.cards import Behaviour, SandboxCard, TypedCard, card_for
 from psp_sandbox.errors import CardError, InvalidRequest, ResourceMissing
 from psp_sandbox.fees import fee_rule, fee_split
 from psp_sandbox.inputs import PaymentIntentInput
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import Charge, CheckoutSession, PaymentIntent, stripe_id
 
 
@@ -74,7 +75,7 @@ def payment_intent_create(*, data: PaymentIntentInput, base_url: str) -> Confirm
     # transaction, so a savepoint would only cost two round trips.
     with transaction.atomic(savepoint=False):
         if not data.confirm or card is None:
-            intent.save(force_insert=True)
+            insert(intent)
             return ConfirmResult(intent, None)
         # A Checkout Session links its intent only after creating it: none can be waiting on this one yet.
         return _announce(_confirm(intent, card, now=now, base_url=base_url), session_possible=False)
@@ -247,7 +248,7 @@ def _confirm(intent: PaymentIntent, card: SandboxCard, *, now: datetime, base_ur
 
 def _intent_save(intent: PaymentIntent, fields: list[str]) -> None:
     if intent._state.adding:
-        intent.save(force_insert=True)
+        insert(intent)
     else:
         intent.save(update_fields=fields)
 
@@ -271,9 +272,7 @@ def _charge_build(intent: PaymentIntent, card: SandboxCard, *, status: str, now:
 
 
 def _charge_create(intent: PaymentIntent, card: SandboxCard, *, status: str, now: datetime) -> Charge:
-    charge = _charge_build(intent, card, status=status, now=now)
-    charge.save(force_insert=True)
-    return charge
+    return insert(_charge_build(intent, card, status=status, now=now))
 
 
 def _charge_succeed(charge: Charge, *, now: datetime) -> None:
@@ -293,7 +292,7 @@ def _charge_succeed(charge: Charge, *, now: datetime) -> None:
     charge.status = Charge.Status.SUCCEEDED
     charge.outcome = {**charge.outcome, "seller_message": "Payment complete."}
     if charge._state.adding:
-        charge.save(force_insert=True)
+        insert(charge)
     else:
         charge.save(update_fields=["balance_transaction", "status", "outcome"])
 
@@ -311,7 +310,7 @@ def _charge_fail(charge: Charge, error: CardError) -> None:
         "type": "issuer_declined",
     }
     if charge._state.adding:
-        charge.save(force_insert=True)
+        insert(charge)
     else:
         charge.save(update_fields=["status", "failure_code", "failure_message", "outcome"])
 

@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from psp_sandbox import faults, knobs
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import Event, WebhookDelivery
 from psp_sandbox.objects import event_object
 
@@ -76,16 +77,18 @@ def delivery_schedule(event: Event, config: knobs.Config) -> WebhookDelivery | N
     dropped = strikes("webhook_drop", config.webhook_drop_rate)
     if not dropped:
         transaction.on_commit(queued.set)
-    return WebhookDelivery.objects.create(
-        event=event,
-        endpoint_url=config.webhook_url,
-        ordering_key=ordering_key(event.data.get("object", {})),
-        status=WebhookDelivery.Status.DROPPED if dropped else WebhookDelivery.Status.PENDING,
-        next_attempt_at=event.created + timedelta(milliseconds=config.webhook_delay_ms),
-        last_error="dropped by SANDBOX_WEBHOOK_DROP_RATE" if dropped else "",
-        reordered=not dropped and strikes("webhook_reorder", config.webhook_reorder_rate),
-        duplicate=not dropped and strikes("webhook_duplicate", config.webhook_duplicate_rate),
-        created=event.created,
+    return insert(
+        WebhookDelivery(
+            event=event,
+            endpoint_url=config.webhook_url,
+            ordering_key=ordering_key(event.data.get("object", {})),
+            status=WebhookDelivery.Status.DROPPED if dropped else WebhookDelivery.Status.PENDING,
+            next_attempt_at=event.created + timedelta(milliseconds=config.webhook_delay_ms),
+            last_error="dropped by SANDBOX_WEBHOOK_DROP_RATE" if dropped else "",
+            reordered=not dropped and strikes("webhook_reorder", config.webhook_reorder_rate),
+            duplicate=not dropped and strikes("webhook_duplicate", config.webhook_duplicate_rate),
+            created=event.created,
+        )
     )
 
 
