@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import BalanceTransaction, stripe_id
 
 AVAILABILITY_DELAY_DAYS = 2
@@ -31,16 +32,18 @@ def balance_transaction_create(
     description: str = "",
 ) -> BalanceTransaction:
     """Book ``amount`` (negative for money going out) less ``fee``; ``net`` is their difference, always."""
-    return BalanceTransaction.objects.create(
-        id=stripe_id("txn"),
-        type=type,
-        reporting_category=reporting_category,
-        amount=amount,
-        fee=fee,
-        net=amount - fee,
-        currency=currency,
-        available_on=available_on(now),
-        source=source,
-        description=description,
-        created=now,
+    return insert(
+        BalanceTransaction(
+            id=stripe_id("txn"),
+            type=type,
+            reporting_category=reporting_category,
+            amount=amount,
+            fee=fee,
+            net=amount - fee,
+            currency=currency,
+            available_on=available_on(now),
+            source=source,
+            description=description,
+            created=now,
+        )
     )

@@ -1,6 +1,7 @@
 """Which API request the current code runs for: its ``Request-Id`` and ``Idempotency-Key``, which Stripe copies into
-every event the request caused (``event.request``), and a count of the events it emitted so far (part of an event's
-fault identity). Set by psp_sandbox/endpoint.py around each call; unset for the clock and the hosted pages.
+every event the request caused (``event.request``), a count of the events it emitted so far (part of an event's
+fault identity), and the id of its database transaction once the idempotency layer has read it. Set by
+psp_sandbox/endpoint.py around each call; unset for the clock and the hosted pages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ class RequestContext:
     request_id: str
     idempotency_key: str | None
     emitted: Counter[str] = field(default_factory=Counter)
+    # PostgreSQL's id of the request's transaction, once the idempotency layer has read it (events carry it).
+    transaction_id: int | None = None
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("psp_sandbox_request", default=None)

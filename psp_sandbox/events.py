@@ -21,6 +21,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from psp_sandbox import config, context, webhooks
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import Event, WebhookDelivery, stripe_id
 
 # The API version of the account, as stripe-python 16.1 pins it (stripe/_api_version.py): events say which version
@@ -41,16 +42,18 @@ def event_emit(type: str, obj: dict[str, Any], *, previous_attributes: dict[str,
         identity = f"request:{request.idempotency_key}:{type}:{request.emitted[type]}"
     else:
         identity = f"object:{obj.get('id')}:{type}"
-    event = Event.objects.create(
-        id=stripe_id("evt"),
-        type=type,
-        api_version=API_VERSION,
-        data=data,
-        request_id=request.request_id if request is not None else "",
-        idempotency_key=(request.idempotency_key or "") if request is not None else "",
-        fault_identity=identity,
-        transaction_id=_transaction_id(),
-        created=timezone.now(),
+    event = insert(
+        Event(
+            id=stripe_id("evt"),
+            type=type,
+            api_version=API_VERSION,
+            data=data,
+            request_id=request.request_id if request is not None else "",
+            idempotency_key=(request.idempotency_key or "") if request is not None else "",
+            fault_identity=identity,
+            transaction_id=(request.transaction_id if request is not None else None) or _transaction_id(),
+            created=timezone.now(),
+        )
     )
     webhooks.delivery_schedule(event, config.current())
     return event

@@ -29,7 +29,9 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from psp_sandbox import context
 from psp_sandbox.errors import IdempotencyError, IdempotencyKeyInUse, InvalidRequest
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -75,14 +77,19 @@ def run_post(
     _check_key(key)
     digest = api_key_digest(api_key)
     request_fingerprint = fingerprint(params)
+    request = context.current()
     try:
         with transaction.atomic(durable=True):
             with connection.cursor() as cursor:
                 # Lock first, then read: the SELECT's snapshot must be taken after the lock is ours, or it could miss
                 # the row of a first request that committed (and let go of the lock) while this one was starting.
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(api_key, key)])
-                locked = bool(cursor.fetchone()[0])
-            stored = IdempotencyKey.objects.filter(api_key_digest=digest, key=key).first()
+                # The transaction's id comes along for the events the request writes (psp_sandbox/events.py).
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s), txid_current()", [lock_id(api_key, key)])
+                locked_value, transaction_id = cursor.fetchone()
+                locked = bool(locked_value)
+            if request is not None:
+                request.transaction_id = int(transaction_id)
+            stored = _stored(digest, key)
             if stored is not None and stored.expires_at <= timezone.now():
                 # Past its lifetime the key means nothing; whoever holds its lock removes it, so that races nobody.
                 if locked:
@@ -94,21 +101,49 @@ def run_post(
                 raise IdempotencyKeyInUse(key)
             status, body = handler()
             rendered = _render(body)
-            IdempotencyKey.objects.create(
-                api_key_digest=digest,
-                key=key,
-                request_method=method,
-                request_path=path[:255],
-                request_fingerprint=request_fingerprint,
-                response_status=status,
-                response_body=rendered,
-                expires_at=timezone.now() + KEY_LIFETIME,
+            insert(
+                IdempotencyKey(
+                    api_key_digest=digest,
+                    key=key,
+                    request_method=method,
+                    request_path=path[:255],
+                    request_fingerprint=request_fingerprint,
+                    response_status=status,
+                    response_body=rendered,
+                    expires_at=timezone.now() + KEY_LIFETIME,
+                )
             )
     except IntegrityError as exc:
         # Only the unique key row can clash here: another request with this key committed first. Everything this
         # one did, its charge included, has been rolled back.
         raise IdempotencyKeyInUse(key) from exc
+    finally:
+        if request is not None:
+            request.transaction_id = None
     return Outcome(status, rendered)
+
+
+# The stored response of a key, if any: on every keyed POST, so a plain statement rather than one the ORM compiles.
+_STORED_COLUMNS = (
+    "id", "api_key_digest", "key", "request_method", "request_path", "request_fingerprint", "response_status",
+    "response_body", "created", "expires_at",
+)  # fmt: skip
+_STORED_SQL = (
+    f"SELECT {', '.join(_STORED_COLUMNS)} FROM psp_sandbox_idempotencykey "  # noqa: S608 - constant column names
+    "WHERE api_key_digest = %s AND key = %s"
+)
+
+
+def _stored(digest: str, key: str) -> IdempotencyKey | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_STORED_SQL, [digest, key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    stored = IdempotencyKey(**dict(zip(_STORED_COLUMNS, row, strict=True)))
+    stored._state.adding = False
+    stored._state.db = connection.alias
+    return stored
 
 
 def idempotency_keys_purge(*, batch_size: int = 5000) -> int:

@@ -19,9 +19,16 @@ from psp_sandbox import clock, config, webhooks
 
 logger = logging.getLogger(__name__)
 
+# Rounds start at most this often while deliveries keep coming, so that those committed meanwhile share a batch.
 POLL_SECONDS = 0.05
+# With nothing queued by this process, look for due rows this often (rows other processes queued, retries whose time
+# has come). A delivery this process queues wakes the loop at once (webhooks.queued).
+IDLE_POLL_SECONDS = 0.25
 CLOCK_SECONDS = 0.25
 ERROR_PAUSE_SECONDS = 1.0
+# How often the loop's connection is checked against CONN_MAX_AGE and for errors (close_old_connections), which
+# also makes its next query a health check: not on every round.
+CONNECTION_CHECK_SECONDS = 5.0
 
 _started_in: int | None = None
 _start_lock = threading.Lock()
@@ -41,21 +48,31 @@ def run_once() -> int:
 def run_forever(stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     next_tick = 0.0
+    next_connection_check = 0.0
     while not stop.is_set():
         try:
-            if time.monotonic() >= next_tick:
+            started = time.monotonic()
+            if started >= next_tick:
                 clock.tick()
                 next_tick = time.monotonic() + CLOCK_SECONDS
-            # A full batch means more are waiting: go again at once; otherwise poll again shortly.
+            webhooks.queued.clear()
+            # A full batch means more are waiting: go again at once; otherwise wait for a delivery queued here, the
+            # clock, or the idle poll, and then for the round's minimum spacing.
             if webhooks.deliver_due(config.current()) < webhooks.BATCH_SIZE:
-                stop.wait(POLL_SECONDS)
+                idle_until = min(started + IDLE_POLL_SECONDS, next_tick)
+                webhooks.queued.wait(max(idle_until - time.monotonic(), 0.0))
+                spacing = started + POLL_SECONDS - time.monotonic()
+                if spacing > 0:
+                    stop.wait(spacing)
         except Exception:
             # The loop must outlive a database restart or a bad row: log, drop the connection, pause, go on.
             logger.exception("sandbox loop failed; retrying")
             connection.close()
             stop.wait(ERROR_PAUSE_SECONDS)
         finally:
-            close_old_connections()
+            if time.monotonic() >= next_connection_check:
+                close_old_connections()
+                next_connection_check = time.monotonic() + CONNECTION_CHECK_SECONDS
 
 
 def ensure_started() -> None:

@@ -21,6 +21,7 @@ from psp_sandbox.cards import Behaviour, SandboxCard, TypedCard, card_for
 from psp_sandbox.errors import CardError, InvalidRequest, ResourceMissing
 from psp_sandbox.fees import fee_rule, fee_split
 from psp_sandbox.inputs import PaymentIntentInput
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import Charge, CheckoutSession, PaymentIntent, stripe_id
 
 
@@ -50,29 +51,34 @@ def payment_intent_create(*, data: PaymentIntentInput, base_url: str) -> Confirm
             param="payment_method",
         )
     now = timezone.now()
-    with transaction.atomic():
-        intent_id = stripe_id("pi")
-        intent = PaymentIntent.objects.create(
-            id=intent_id,
-            amount=data.amount,
-            currency=data.currency,
-            status=(
-                PaymentIntent.Status.REQUIRES_CONFIRMATION
-                if card is not None
-                else PaymentIntent.Status.REQUIRES_PAYMENT_METHOD
-            ),
-            payment_method=data.payment_method or "",
-            payment_method_types=data.payment_method_types,
-            description=data.description,
-            metadata=data.metadata,
-            payment_order_id=data.metadata.get("payment_order_id", ""),
-            client_secret=f"{intent_id}_secret_{secrets.token_urlsafe(18)}",
-            return_url=data.return_url,
-            created=now,
-        )
+    intent_id = stripe_id("pi")
+    # Not saved yet: with confirm=true it is inserted once, in the state the confirmation leaves it in.
+    intent = PaymentIntent(
+        id=intent_id,
+        amount=data.amount,
+        currency=data.currency,
+        status=(
+            PaymentIntent.Status.REQUIRES_CONFIRMATION
+            if card is not None
+            else PaymentIntent.Status.REQUIRES_PAYMENT_METHOD
+        ),
+        payment_method=data.payment_method or "",
+        payment_method_types=data.payment_method_types,
+        description=data.description,
+        metadata=data.metadata,
+        payment_order_id=data.metadata.get("payment_order_id", ""),
+        client_secret=f"{intent_id}_secret_{secrets.token_urlsafe(18)}",
+        return_url=data.return_url,
+        created=now,
+    )
+    # No savepoint: every caller (the idempotency layer, the hosted page) lets an error here roll back its whole
+    # transaction, so a savepoint would only cost two round trips.
+    with transaction.atomic(savepoint=False):
         if not data.confirm or card is None:
+            insert(intent)
             return ConfirmResult(intent, None)
-        return _announce(_confirm(intent, card, now=now, base_url=base_url))
+        # A Checkout Session links its intent only after creating it: none can be waiting on this one yet.
+        return _announce(_confirm(intent, card, now=now, base_url=base_url), session_possible=False)
 
 
 def payment_intent_confirm(
@@ -183,15 +189,16 @@ _INTENT_EVENTS = {
 }
 
 
-def _announce(result: ConfirmResult) -> ConfirmResult:
-    """Emit the event of the state the intent has just reached (in the transaction of the change)."""
+def _announce(result: ConfirmResult, *, session_possible: bool = True) -> ConfirmResult:
+    """Emit the event of the state the intent has just reached (in the transaction of the change).
+    ``session_possible``: False when no Checkout Session can be paying the intent (it was created by this call)."""
     intent = result.intent
     event_type = _INTENT_EVENTS.get(PaymentIntent.Status(intent.status))
     if intent.status == PaymentIntent.Status.REQUIRES_PAYMENT_METHOD and intent.last_payment_error:
         event_type = "payment_intent.payment_failed"
     if event_type is not None:
         events.event_emit(event_type, objects.payment_intent_object(intent, latest_charge=result.charge))
-    if intent.status == PaymentIntent.Status.SUCCEEDED:
+    if intent.status == PaymentIntent.Status.SUCCEEDED and session_possible:
         _checkout_complete(intent)
     return result
 
@@ -210,35 +217,45 @@ def _checkout_complete(intent: PaymentIntent) -> None:
 
 
 def _confirm(intent: PaymentIntent, card: SandboxCard, *, now: datetime, base_url: str) -> ConfirmResult:
+    """Charge ``intent`` with ``card``. The intent is saved in its new state (inserted, when it is not stored yet),
+    then its charge, which is written once, in its final state when the outcome is immediate."""
     if card.behaviour is Behaviour.REQUIRE_ACTION:
         intent.status = PaymentIntent.Status.REQUIRES_ACTION
         intent.next_action = _authentication_action(intent, base_url=base_url)
-        intent.save(update_fields=["status", "next_action", "updated"])
+        _intent_save(intent, ["status", "next_action", "updated"])
         return ConfirmResult(intent, None)
     if card.behaviour is Behaviour.PROCESS:
-        charge = _charge_create(intent, card, status=Charge.Status.PENDING, now=now)
         intent.status = PaymentIntent.Status.PROCESSING
-        intent.save(update_fields=["status", "updated"])
+        _intent_save(intent, ["status", "updated"])
+        charge = _charge_create(intent, card, status=Charge.Status.PENDING, now=now)
         return ConfirmResult(intent, charge)
     if card.behaviour is Behaviour.DECLINE:
-        charge = _charge_create(intent, card, status=Charge.Status.FAILED, now=now)
+        charge = _charge_build(intent, card, status=Charge.Status.FAILED, now=now)
         error = _decline_error(card, intent, charge)
-        _charge_fail(charge, error)
         # Stripe keeps the intent, back in requires_payment_method, with the decline as its last_payment_error;
         # the 402's body carries the intent too, so a caller can read its state from the error alone.
         intent.status = PaymentIntent.Status.REQUIRES_PAYMENT_METHOD
         intent.last_payment_error = error.as_error_object()
-        intent.save(update_fields=["status", "last_payment_error", "updated"])
+        _intent_save(intent, ["status", "last_payment_error", "updated"])
+        _charge_fail(charge, error)
         return ConfirmResult(intent, charge, error)
-    charge = _charge_create(intent, card, status=Charge.Status.PENDING, now=now)
-    _charge_succeed(charge, now=now)
     intent.status = PaymentIntent.Status.SUCCEEDED
-    intent.save(update_fields=["status", "updated"])
+    _intent_save(intent, ["status", "updated"])
+    charge = _charge_build(intent, card, status=Charge.Status.PENDING, now=now)
+    _charge_succeed(charge, now=now)
     return ConfirmResult(intent, charge)
 
 
-def _charge_create(intent: PaymentIntent, card: SandboxCard, *, status: str, now: datetime) -> Charge:
-    return Charge.objects.create(
+def _intent_save(intent: PaymentIntent, fields: list[str]) -> None:
+    if intent._state.adding:
+        insert(intent)
+    else:
+        intent.save(update_fields=fields)
+
+
+def _charge_build(intent: PaymentIntent, card: SandboxCard, *, status: str, now: datetime) -> Charge:
+    """A charge of ``intent``, not saved yet."""
+    return Charge(
         id=stripe_id("ch"),
         payment_intent=intent,
         amount=intent.amount,
@@ -254,7 +271,12 @@ def _charge_create(intent: PaymentIntent, card: SandboxCard, *, status: str, now
     )
 
 
+def _charge_create(intent: PaymentIntent, card: SandboxCard, *, status: str, now: datetime) -> Charge:
+    return insert(_charge_build(intent, card, status=status, now=now))
+
+
 def _charge_succeed(charge: Charge, *, now: datetime) -> None:
+    """Book the charge's money and fee and mark it succeeded (inserting it, when it is not stored yet)."""
     percent, fixed = fee_rule()
     fee, _ = fee_split(charge.amount, percent=percent, fixed=fixed)
     charge.balance_transaction = balance_transaction_create(
@@ -269,10 +291,14 @@ def _charge_succeed(charge: Charge, *, now: datetime) -> None:
     )
     charge.status = Charge.Status.SUCCEEDED
     charge.outcome = {**charge.outcome, "seller_message": "Payment complete."}
-    charge.save(update_fields=["balance_transaction", "status", "outcome"])
+    if charge._state.adding:
+        insert(charge)
+    else:
+        charge.save(update_fields=["balance_transaction", "status", "outcome"])
 
 
 def _charge_fail(charge: Charge, error: CardError) -> None:
+    """Mark the charge declined (inserting it, when it is not stored yet)."""
     charge.status = Charge.Status.FAILED
     charge.failure_code = error.code or "card_declined"
     charge.failure_message = error.message
@@ -283,7 +309,10 @@ def _charge_fail(charge: Charge, error: CardError) -> None:
         "seller_message": "The bank did not return any further details with this decline.",
         "type": "issuer_declined",
     }
-    charge.save(update_fields=["status", "failure_code", "failure_message", "outcome"])
+    if charge._state.adding:
+        insert(charge)
+    else:
+        charge.save(update_fields=["status", "failure_code", "failure_message", "outcome"])
 
 
 def _decline_error(card: SandboxCard, intent: PaymentIntent, charge: Charge) -> CardError:

@@ -26,14 +26,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import urllib3
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection, transaction
 from django.utils import timezone
 
 from psp_sandbox import faults, knobs
+from psp_sandbox.inserts import insert
 from psp_sandbox.models import Event, WebhookDelivery
 from psp_sandbox.objects import event_object
 
@@ -48,6 +49,10 @@ SENDERS = 16
 # A held (reordered) delivery goes out at the latest after this many hold periods, whatever else happens.
 REORDER_MAX_HOLDS = 10
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+
+# Set when a transaction of this process that queued a delivery has committed: the delivery loop of this process
+# (psp_sandbox/loop.py) goes at once instead of at its next poll.
+queued = threading.Event()
 
 
 def secret() -> str:
@@ -70,16 +75,20 @@ def delivery_schedule(event: Event, config: knobs.Config) -> WebhookDelivery | N
         return faults.fires(rate, seed=config.fault_seed, kind=kind, identity=event.fault_identity)
 
     dropped = strikes("webhook_drop", config.webhook_drop_rate)
-    return WebhookDelivery.objects.create(
-        event=event,
-        endpoint_url=config.webhook_url,
-        ordering_key=ordering_key(event.data.get("object", {})),
-        status=WebhookDelivery.Status.DROPPED if dropped else WebhookDelivery.Status.PENDING,
-        next_attempt_at=event.created + timedelta(milliseconds=config.webhook_delay_ms),
-        last_error="dropped by SANDBOX_WEBHOOK_DROP_RATE" if dropped else "",
-        reordered=not dropped and strikes("webhook_reorder", config.webhook_reorder_rate),
-        duplicate=not dropped and strikes("webhook_duplicate", config.webhook_duplicate_rate),
-        created=event.created,
+    if not dropped:
+        transaction.on_commit(queued.set)
+    return insert(
+        WebhookDelivery(
+            event=event,
+            endpoint_url=config.webhook_url,
+            ordering_key=ordering_key(event.data.get("object", {})),
+            status=WebhookDelivery.Status.DROPPED if dropped else WebhookDelivery.Status.PENDING,
+            next_attempt_at=event.created + timedelta(milliseconds=config.webhook_delay_ms),
+            last_error="dropped by SANDBOX_WEBHOOK_DROP_RATE" if dropped else "",
+            reordered=not dropped and strikes("webhook_reorder", config.webhook_reorder_rate),
+            duplicate=not dropped and strikes("webhook_duplicate", config.webhook_duplicate_rate),
+            created=event.created,
+        )
     )
 
 
@@ -107,10 +116,9 @@ class SendResult:
 def deliver_due(config: knobs.Config, *, limit: int = BATCH_SIZE) -> int:
     """Claim up to ``limit`` due deliveries, send them concurrently, record each outcome. Returns how many were
     attempted (a full batch tells the loop to come back at once)."""
-    claimed = _claim(config, limit=limit)
+    claimed, events = _claim(config, limit=limit)
     if not claimed:
         return 0
-    events = Event.objects.in_bulk([delivery.event_id for delivery in claimed])
     key = secret()
     chains = _chains(claimed, events)
     results: dict[int, SendResult] = {}
@@ -119,13 +127,14 @@ def deliver_due(config: knobs.Config, *, limit: int = BATCH_SIZE) -> int:
         for delivery in chain:
             results[delivery.id] = _send_all(delivery, _payload(events[delivery.event_id]), key)
 
-    list(_executor().map(send_chain, chains))
+    if len(chains) == 1:
+        send_chain(chains[0])  # nothing to overlap: no hand-over to the sender threads
+    else:
+        list(_executor().map(send_chain, chains))
     now = timezone.now()
     for delivery in claimed:
         _record(delivery, results[delivery.id], config, now=now)
-    WebhookDelivery.objects.bulk_update(
-        claimed, ["status", "attempts", "last_status", "last_error", "delivered_at", "next_attempt_at"]
-    )
+    _save_outcomes(claimed)
     return len(claimed)
 
 
@@ -164,42 +173,120 @@ def backoff(attempts: int, config: knobs.Config) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _claim(config: knobs.Config, *, limit: int) -> list[WebhookDelivery]:
+# The columns a claim reads back: the delivery's, then its event's.
+_DELIVERY_COLUMNS = (
+    "id", "event_id", "endpoint_url", "ordering_key", "status", "attempts", "next_attempt_at", "last_status",
+    "last_error", "delivered_at", "reordered", "duplicate", "created",
+)  # fmt: skip
+_EVENT_COLUMNS = (
+    "id", "type", "api_version", "data", "request_id", "idempotency_key", "fault_identity", "transaction_id", "created",
+)  # fmt: skip
+
+# One statement, in its own transaction: lock the due rows that nobody else holds (SKIP LOCKED), move their next
+# attempt a lease into the future, and read them back. It touches this one table only, so it can never deadlock with
+# a statement that locks several (a TRUNCATE between tests, while the loop keeps polling).
+#
+# Due: pending and next_attempt_at has come; and released when reordered (held until a later delivery to the same
+# endpoint has been attempted, so this one arrives after it, or, when none has come for a hold period, let go; never
+# held longer than REORDER_MAX_HOLDS periods); and not before an earlier delivery about the same payment has had its
+# first attempt (a held, reordered one aside): one payment's events arrive in order even when two workers claim
+# batches at the same moment.
+_CLAIM_SQL = f"""
+WITH due AS (
+    SELECT d.id FROM psp_sandbox_webhookdelivery AS d
+    WHERE d.status = 'pending' AND d.next_attempt_at <= %(now)s
+      AND (
+        NOT d.reordered
+        OR d.attempts > 0
+        OR EXISTS (
+            SELECT 1 FROM psp_sandbox_webhookdelivery AS later
+            WHERE later.endpoint_url = d.endpoint_url AND later.id > d.id
+              AND (later.attempts > 0 OR later.status <> 'pending')
+        )
+        OR (
+            NOT EXISTS (
+                SELECT 1 FROM psp_sandbox_webhookdelivery AS later
+                WHERE later.endpoint_url = d.endpoint_url AND later.id > d.id
+            )
+            AND d.created <= %(hold_since)s
+        )
+        OR d.created <= %(max_hold_since)s
+      )
+      AND NOT EXISTS (
+        SELECT 1 FROM psp_sandbox_webhookdelivery AS earlier
+        WHERE earlier.endpoint_url = d.endpoint_url AND earlier.ordering_key = d.ordering_key
+          AND earlier.id < d.id AND earlier.status = 'pending' AND earlier.attempts = 0 AND NOT earlier.reordered
+      )
+    ORDER BY d.id
+    LIMIT %(limit)s
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE psp_sandbox_webhookdelivery AS leased SET next_attempt_at = %(lease_until)s
+FROM due WHERE leased.id = due.id
+RETURNING {", ".join(f"leased.{column}" for column in _DELIVERY_COLUMNS)}
+"""  # noqa: S608 - only the constant column names above are formatted in
+_EVENTS_SQL = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM psp_sandbox_event WHERE id = ANY(%s)"  # noqa: S608 - same
+
+
+def _claim(config: knobs.Config, *, limit: int) -> tuple[list[WebhookDelivery], dict[str, Event]]:
+    """The due deliveries claimed under a lease, in creation order, and their events by id."""
     now = timezone.now()
     hold = timedelta(milliseconds=config.webhook_reorder_hold_ms)
-    later = WebhookDelivery.objects.filter(endpoint_url=OuterRef("endpoint_url"), id__gt=OuterRef("id"))
-    released = (
-        Q(reordered=False)
-        # Held until a later delivery to the same endpoint has been attempted (so this one arrives after it), or,
-        # when none has come for a hold period, let go; never held longer than REORDER_MAX_HOLDS periods.
-        | Q(attempts__gt=0)
-        | Exists(later.filter(Q(attempts__gt=0) | ~Q(status=WebhookDelivery.Status.PENDING)))
-        | (~Exists(later) & Q(created__lte=now - hold))
-        | Q(created__lte=now - hold * REORDER_MAX_HOLDS)
-    )
-    # Not before an earlier delivery about the same payment has had its first attempt (a held, reordered one aside):
-    # one payment's events arrive in order even when two workers claim batches at the same moment.
-    overtaking = Exists(
-        WebhookDelivery.objects.filter(
-            endpoint_url=OuterRef("endpoint_url"),
-            ordering_key=OuterRef("ordering_key"),
-            id__lt=OuterRef("id"),
-            status=WebhookDelivery.Status.PENDING,
-            attempts=0,
-            reordered=False,
-        )
-    )
-    with transaction.atomic():
-        rows = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
-            .filter(released)
-            .exclude(overtaking)
-            .order_by("id")[:limit]
-        )
-        if rows:
-            WebhookDelivery.objects.filter(id__in=[row.id for row in rows]).update(next_attempt_at=now + LEASE)
-    return rows
+    params: dict[str, Any] = {
+        "lease_until": now + LEASE,
+        "now": now,
+        "hold_since": now - hold,
+        "max_hold_since": now - hold * REORDER_MAX_HOLDS,
+        "limit": limit,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        rows = cursor.fetchall()
+        if not rows:
+            return [], {}
+        deliveries = []
+        for row in sorted(rows):  # by id: creation order
+            delivery = WebhookDelivery(**dict(zip(_DELIVERY_COLUMNS, row, strict=True)))
+            delivery._state.adding = False
+            deliveries.append(delivery)
+        cursor.execute(_EVENTS_SQL, [list({delivery.event_id for delivery in deliveries})])
+        event_rows = cursor.fetchall()
+    events: dict[str, Event] = {}
+    for event_row in event_rows:
+        values = dict(zip(_EVENT_COLUMNS, event_row, strict=True))
+        if isinstance(values["data"], str | bytes):
+            values["data"] = json.loads(values["data"])
+        event = Event(**values)
+        event._state.adding = False
+        events[event.id] = event
+    return deliveries, events
+
+
+# Every attempt's outcome in one statement (its own transaction): the rows are ours under the lease.
+_SAVE_OUTCOMES_SQL = """
+UPDATE psp_sandbox_webhookdelivery AS d
+SET status = outcome.status, attempts = outcome.attempts, last_status = outcome.last_status,
+    last_error = outcome.last_error, delivered_at = outcome.delivered_at, next_attempt_at = outcome.next_attempt_at
+FROM (VALUES {rows}) AS outcome (id, status, attempts, last_status, last_error, delivered_at, next_attempt_at)
+WHERE d.id = outcome.id
+"""
+_OUTCOME_ROW = "(%s::bigint, %s::varchar, %s::integer, %s::smallint, %s::text, %s::timestamptz, %s::timestamptz)"
+
+
+def _save_outcomes(deliveries: list[WebhookDelivery]) -> None:
+    params: list[Any] = []
+    for delivery in deliveries:
+        params += [
+            delivery.id,
+            delivery.status,
+            delivery.attempts,
+            delivery.last_status,
+            delivery.last_error,
+            delivery.delivered_at,
+            delivery.next_attempt_at,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(_SAVE_OUTCOMES_SQL.format(rows=", ".join([_OUTCOME_ROW] * len(deliveries))), params)
 
 
 def _payload(event: Event) -> str:
