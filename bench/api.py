@@ -128,11 +128,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A running gunicorn that answers on ``port``; stopped however the block is left."""
+def gunicorn(env: dict[str, str], port: int, *, threads: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    """A running gunicorn that answers on ``port``; stopped however the block is left. ``threads`` above one makes
+    its workers gthread ones."""
+    worker_class = (
+        ["--worker-class", "sync"] if threads == 1 else ["--worker-class", "gthread", "--threads", str(threads)]
+    )
     cmd = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "--workers", str(WORKERS), "--worker-class", "sync", "--bind", f"{HOST}:{port}",
+        "--workers", str(WORKERS), *worker_class, "--bind", f"{HOST}:{port}",
         "--log-level", "warning",
     ]  # fmt: skip
     # Its own session: a Ctrl-C reaches this process only, which then stops gunicorn in order (and can kill the

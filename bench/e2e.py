@@ -4,7 +4,7 @@ second and completion latency, beside the API-only creation rate measured in the
 What runs
     On this machine, each in its own processes: PostgreSQL and Redis (from the environment), the sandbox PSP
     (gunicorn, 2 workers x 8 threads, delivering its signed webhooks to our endpoint), our web server (gunicorn,
-    2 sync workers, as in the Procfile) and two Celery worker processes (``--pool threads``, ``--concurrency`` each,
+    2 workers x 4 threads, as in the Procfile) and two Celery worker processes (``--pool threads``, ``--concurrency`` each,
     serving every queue). The run's tasks go to queues of its own (``CELERY_QUEUE_SUFFIX``), deleted at the end.
 
 Phases
@@ -120,11 +120,19 @@ def celery_workers(
             stop(proc)
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent on anything but idling, from /proc/stat (every process, the kernel too)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pgids: dict[str, list[int]]) -> dict[str, float]:
     """CPU time (user + system) used so far by each named group of process groups, and by PostgreSQL's backends
     (every process named postgres). From /proc: Linux only, like the machine the target is stated for."""
     ticks = os.sysconf("SC_CLK_TCK")
-    totals = dict.fromkeys([*pgids, "postgres"], 0.0)
+    totals = dict.fromkeys([*pgids, "postgres", "redis"], 0.0)
     owner = {pgid: name for name, groups in pgids.items() for pgid in groups}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -137,7 +145,9 @@ def cpu_seconds(pgids: dict[str, list[int]]) -> dict[str, float]:
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
         used = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-        name = owner.get(int(fields[2])) or ("postgres" if comm.startswith("postgres") else None)
+        name = owner.get(int(fields[2]))
+        if name is None and comm.startswith(("postgres", "redis-server")):
+            name = "postgres" if comm.startswith("postgres") else "redis"
         if name is not None:
             totals[name] += used
     return totals
@@ -206,6 +216,7 @@ class Offered:
     statuses: Counter[str] = field(default_factory=Counter)
     started: float = 0.0
     ended: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds per accepted request, as the client saw it
 
 
 def steady_load(port: int, api_key: str, *, rate: float, seconds: float, orders: int, threads: int) -> Offered:
@@ -230,6 +241,7 @@ def steady_load(port: int, api_key: str, *, rate: float, seconds: float, orders:
                 "Authorization": f"Bearer {api_key}",
                 "Idempotency-Key": f"{offered.run}_{n}",
             }
+            sent_at = time.monotonic()
             try:
                 conn = http.client.HTTPConnection(HOST, port, timeout=30)
                 conn.request("POST", "/v1/payments", body=body, headers=headers)
@@ -241,6 +253,8 @@ def steady_load(port: int, api_key: str, *, rate: float, seconds: float, orders:
                 offered.sent += 1
                 offered.statuses[status] += 1
                 offered.accepted += status == "201"
+                if status == "201":
+                    offered.latencies.append(time.monotonic() - sent_at)
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
     for thread in pool:
@@ -327,6 +341,7 @@ def report(
     done: Completion,
     broken: dict[str, int],
     cpu: dict[str, float],
+    busy: float,
     args: argparse.Namespace,
 ) -> int:
     api_rate = api.ok / api.elapsed if api.elapsed else 0.0
@@ -338,6 +353,11 @@ def report(
     print(
         f"offered:             {offered_rate:8.1f} payments/s for {args.seconds:g} s   "
         f"({offered.accepted}/{offered.sent} accepted; {dict(offered.statuses)})"
+    )
+    answers = sorted(offered.latencies) or [math.nan]
+    print(
+        f"API answers (phase 2): p50 {answers[len(answers) // 2] * 1000:.0f} ms   "
+        f"p99 {answers[max(0, math.ceil(0.99 * len(answers)) - 1)] * 1000:.0f} ms"
     )
     print(
         f"completed/s:         {completed_rate:8.1f} within the {done.window:g} s window   "
@@ -352,6 +372,7 @@ def report(
         + ", ".join(f"{name} {ms:.1f} ms" for name, ms in per_payment.items())
         + f"; total {sum(per_payment.values()):.1f} ms"
     )
+    print(f"machine busy during phase 2: {busy:.2f} of {os.cpu_count()} CPUs (every process and the kernel)")
     for name, count in broken.items():
         print(f"invariant: {name}: {count}")
     problems = []
@@ -377,6 +398,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--orders", type=positive(int), default=1, help="orders per payment (1)")
     parser.add_argument("--workers", type=positive(int), default=2, help="Celery worker processes (2)")
     parser.add_argument("--concurrency", type=positive(int), default=8, help="threads per worker process (8)")
+    parser.add_argument(
+        "--web-threads", type=positive(int), default=4, help="threads per web worker, as in the Procfile (4; 1: sync)"
+    )
     parser.add_argument("--pool", choices=("threads", "prefork"), default="threads", help="Celery pool (threads)")
     parser.add_argument("--drain", type=positive(float), default=30.0, help="wait for the last payments (30 s)")
     parser.add_argument("--api-seconds", type=positive(float), default=10.0, help="API-only baseline length (10)")
@@ -392,7 +416,7 @@ def main(argv: list[str]) -> int:
         bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"], "_bench")
         print(f"CPUs: {os.cpu_count()}   python {sys.version.split()[0]}   database: {db_name} (recreated)")
         print(
-            f"web: 2 sync gunicorn workers; sandbox: 2 x 8 threads; Celery: {args.workers} processes x "
+            f"web: 2 gunicorn workers x {args.web_threads} threads; sandbox: 2 x 8 threads; Celery: {args.workers} processes x "
             f"{args.concurrency} threads; {args.orders} order(s) per payment"
         )
         recreate_database(maintenance_url, db_name)
@@ -404,7 +428,7 @@ def main(argv: list[str]) -> int:
         api_key = create_api_key(env)
         with ExitStack() as stack:
             psp = stack.enter_context(sandbox(env, psp_port, f"http://{HOST}:{web_port}/v1/webhooks/stripe"))
-            web = stack.enter_context(gunicorn(env, web_port))
+            web = stack.enter_context(gunicorn(env, web_port, threads=args.web_threads))
             print(f"phase 1: API only, concurrency {args.api_concurrency}, {args.api_seconds:g} s")
             api = api_only(
                 web_port, api_key, orders=args.orders, concurrency=args.api_concurrency, seconds=args.api_seconds
@@ -414,6 +438,7 @@ def main(argv: list[str]) -> int:
             groups = {"web": [web.pid], "psp": [psp.pid], "celery": [proc.pid for proc in workers]}
             print(f"phase 2: {args.rate:g} payments/s for {args.seconds:g} s, then up to {args.drain:g} s to finish")
             cpu_before, own_before = cpu_seconds(groups), time.process_time()
+            busy_before, wall_before = machine_busy_seconds(), time.monotonic()
             offered = steady_load(
                 web_port, api_key, rate=args.rate, seconds=args.seconds, orders=args.orders, threads=32
             )
@@ -421,6 +446,7 @@ def main(argv: list[str]) -> int:
             cpu_after, own_after = cpu_seconds(groups), time.process_time()
             cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
             cpu["load generator"] = own_after - own_before
+            busy = (machine_busy_seconds() - busy_before) / (time.monotonic() - wall_before)
             done = completions(bench_url, offered, args.seconds)
             broken = invariants(bench_url)
     except (BenchError, psycopg.Error) as exc:
@@ -430,7 +456,7 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         queues_delete(QUEUE_SUFFIX)
-    return report(api, offered, done, broken, cpu, args)
+    return report(api, offered, done, broken, cpu, busy, args)
 
 
 if __name__ == "__main__":
