@@ -4,8 +4,9 @@ second and completion latency, beside the API-only creation rate measured in the
 What runs
     On this machine, each in its own processes: PostgreSQL and Redis (from the environment), the sandbox PSP
     (gunicorn, 2 workers x 8 threads, delivering its signed webhooks to our endpoint), our web server (gunicorn,
-    2 workers x 4 threads, as in the Procfile) and two Celery worker processes (``--pool threads``, ``--concurrency`` each,
-    serving every queue). The run's tasks go to queues of its own (``CELERY_QUEUE_SUFFIX``), deleted at the end.
+    2 workers x 4 threads, as in the Procfile) and two Celery worker processes (``--pool threads``,
+    ``--concurrency`` each, serving every queue). The run's tasks go to queues of its own
+    (``CELERY_QUEUE_SUFFIX``), deleted at the end.
 
 Phases
     1. API only (the baseline): ``POST /v1/payments`` in a closed loop at ``--api-concurrency`` for ``--api-seconds``
@@ -416,8 +417,8 @@ def main(argv: list[str]) -> int:
         bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"], "_bench")
         print(f"CPUs: {os.cpu_count()}   python {sys.version.split()[0]}   database: {db_name} (recreated)")
         print(
-            f"web: 2 gunicorn workers x {args.web_threads} threads; sandbox: 2 x 8 threads; Celery: {args.workers} processes x "
-            f"{args.concurrency} threads; {args.orders} order(s) per payment"
+            f"web: 2 gunicorn workers x {args.web_threads} threads; sandbox: 2 x 8 threads; "
+            f"Celery: {args.workers} processes x {args.concurrency} threads; {args.orders} order(s) per payment"
         )
         recreate_database(maintenance_url, db_name)
         env = {**child_env(bench_url), "CELERY_QUEUE_SUFFIX": QUEUE_SUFFIX}
