@@ -11,7 +11,6 @@ import binascii
 import functools
 import hmac
 import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from psp_sandbox import config as sandbox_config
 from psp_sandbox import context, faults, idempotency
 from psp_sandbox.errors import ApiError, AuthenticationFailed, InvalidRequest, RateLimited, StripeError
+from psp_sandbox.models import stripe_id
 from psp_sandbox.params import parse_form
 
 FORM = "application/x-www-form-urlencoded"
@@ -58,7 +58,9 @@ def stripe_endpoint(methods: dict[str, Operation], *, control: bool = False) -> 
         operation = methods.get(request.method or "")
         if operation is None:
             return unrecognized_url(request)
-        request_id = f"req_{secrets.token_hex(7)}"
+        # Alphanumeric like Stripe's, not hex: a hex id is mostly digits, and a run of 13 Luhn-valid ones would be
+        # taken for a card number by anyone scanning the events that carry it.
+        request_id = stripe_id("req", 14)
         key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
         with context.request_scope(request_id, key):
             if control:
@@ -208,6 +210,6 @@ def _params(request: HttpRequest, *, json_allowed: bool = False) -> dict[str, An
 def _respond(status: int, body: str) -> HttpResponse:
     response = HttpResponse(body, status=status, content_type="application/json")
     request = context.current()
-    response["Request-Id"] = request.request_id if request is not None else f"req_{secrets.token_hex(7)}"
+    response["Request-Id"] = request.request_id if request is not None else stripe_id("req", 14)
     response["Cache-Control"] = "no-cache, no-store"
     return response

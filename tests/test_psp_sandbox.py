@@ -504,3 +504,21 @@ def test_search_queries_outside_the_subset_are_refused(query: str) -> None:
 def test_idempotency_locks_are_per_api_key() -> None:
     key = str(uuid.uuid4())
     assert lock_id("sk_test_a", key) != lock_id("sk_test_b", key)
+
+
+def test_request_ids_are_alphanumeric_like_stripes_and_never_look_like_card_numbers(sandbox: Sandbox) -> None:
+    import re
+
+    from api.carddata import contains_card_number
+
+    ids = []
+    headers = {"Authorization": f"Bearer {sandbox.api_key}"}
+    for _ in range(50):
+        response = requests.get(f"{sandbox.url}/v1/payment_intents/pi_missing", headers=headers, timeout=10)
+        ids.append(response.headers["Request-Id"])
+
+    assert all(re.fullmatch(r"req_[A-Za-z0-9]{14}", request_id) for request_id in ids)
+    assert len(set(ids)) == 50
+    # Hex ids were mostly digits: one in a few thousand held 13 Luhn-valid ones in a row, and the events carrying it
+    # were refused by the card-number guard of the webhook endpoint.
+    assert not any(contains_card_number(request_id) for request_id in ids)
