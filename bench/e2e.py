@@ -10,8 +10,8 @@ What runs
 
 Phases
     1. API only (the baseline): ``POST /v1/payments`` in a closed loop at ``--api-concurrency`` for ``--api-seconds``
-       with no worker running, so the figure is what the API alone sustains. Those payments are left unexecuted
-       (their queue is emptied before the workers start).
+       with no relay or worker running, so the figure is what the API alone sustains. Those payments are left
+       unexecuted (no relay hears them, and they are marked out of the way before phase 2).
     2. End to end: the workers start; payments are created at ``--rate`` per second for ``--seconds``, each with
        ``--orders`` orders paid with ``pm_card_visa``, then the run waits up to ``--drain`` seconds for the last
        ones to finish.
@@ -154,6 +154,19 @@ def cpu_seconds(pgids: dict[str, list[int]]) -> dict[str, float]:
     return totals
 
 
+@contextmanager
+def relay(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """The execution relay (manage.py relay_executions), as the Procfile runs it."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "relay_executions"], cwd=ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
 def wait_until_ready(env: dict[str, str], procs: list[subprocess.Popen[bytes]]) -> None:
     """Until every worker answers a ping: a worker still importing would otherwise count its start-up as latency."""
     from celery import Celery
@@ -264,6 +277,11 @@ def steady_load(port: int, api_key: str, *, rate: float, seconds: float, orders:
         thread.join()
     offered.ended = time.monotonic()
     return offered
+
+
+def backdate_baseline(bench_url: str) -> None:
+    with psycopg.connect(bench_url) as conn:
+        conn.execute("UPDATE payments_paymentorder SET created_at = created_at - interval '1 day'")
 
 
 # --- Results --------------------------------------------------------------------------------------------------------
@@ -434,9 +452,17 @@ def main(argv: list[str]) -> int:
             api = api_only(
                 web_port, api_key, orders=args.orders, concurrency=args.api_concurrency, seconds=args.api_seconds
             )
-            queues_delete(QUEUE_SUFFIX)  # the baseline's payments stay unexecuted
+            queues_delete(QUEUE_SUFFIX)
+            # The baseline's payments stay unexecuted: the relay, starting now, would catch up on recent ones.
+            backdate_baseline(bench_url)
             workers = stack.enter_context(celery_workers(env, args.workers, args.concurrency, args.pool))
-            groups = {"web": [web.pid], "psp": [psp.pid], "celery": [proc.pid for proc in workers]}
+            relayer = stack.enter_context(relay(env))
+            groups = {
+                "web": [web.pid],
+                "psp": [psp.pid],
+                "celery": [proc.pid for proc in workers],
+                "relay": [relayer.pid],
+            }
             print(f"phase 2: {args.rate:g} payments/s for {args.seconds:g} s, then up to {args.drain:g} s to finish")
             cpu_before, own_before = cpu_seconds(groups), time.process_time()
             busy_before, wall_before = machine_busy_seconds(), time.monotonic()

@@ -19,6 +19,9 @@ from wallets.services import payin_post, sellers_ensure
 
 _M = TypeVar("_M", bound=models.Model)
 
+# The NOTIFY channel on which payment_create announces the orders to execute (payments/relay.py listens).
+EXECUTIONS_CHANNEL = "payment_orders_to_execute"
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,7 +46,9 @@ class NewOrder:
 # skips the row, and the missing row tells us which id was taken. Columns not named take their database defaults
 # (empty PSP fields, timestamps), declared on the models with db_default. Rows go in by payment_order_id, not in
 # request order: two requests naming the same ids in different orders would otherwise each hold a row the other
-# waits for, and deadlock.
+# waits for, and deadlock. Each order to execute is announced with NOTIFY, which PostgreSQL delivers only when the
+# transaction commits: the execution relay (payments/relay.py) hears it and queues the executor, so the request itself
+# never waits on, or fails with, the broker (the orders table is the outbox).
 _INSERT_PAYMENT = """
 WITH event AS (
     INSERT INTO payments_paymentevent
@@ -63,7 +68,9 @@ WITH event AS (
     ON CONFLICT (payment_order_id) DO NOTHING
     RETURNING id, payment_order_id
 )
-SELECT event.id, event.created_at, orders.id, orders.payment_order_id FROM event LEFT JOIN orders ON true
+SELECT event.id, event.created_at, orders.id, orders.payment_order_id,
+       CASE WHEN %(execute)s THEN pg_notify(%(channel)s, orders.payment_order_id) END
+FROM event LEFT JOIN orders ON true
 """
 
 
@@ -77,8 +84,8 @@ def payment_create(
 ) -> PaymentEvent:
     """Store a payment and its orders, every order ``NOT_STARTED`` (DESIGN.md "Pay-in", step 1).
 
-    Joins the caller's transaction when there is one (the API's idempotency record commits with it). Each order's
-    executor is queued once that transaction commits.
+    Joins the caller's transaction when there is one (the API's idempotency record commits with it). With a payment
+    method, each order is announced to the execution relay, which queues its executor once that transaction commits.
     """
     payment_id = new_public_id("pay")
     with transaction.atomic(savepoint=False):
@@ -99,15 +106,15 @@ def payment_create(
                     "sellers": [order.seller_account for order in orders],
                     "amounts": [order.amount for order in orders],
                     "currencies": [order.currency for order in orders],
+                    "execute": bool(payment_method_token),
+                    "channel": EXECUTIONS_CHANNEL,
                 },
             )
             rows = cursor.fetchall()
-        inserted = {order_id: pk for _, _, pk, order_id in rows if order_id is not None}
+        inserted = {order_id: pk for _, _, pk, order_id, _ in rows if order_id is not None}
         if len(inserted) != len(orders):
             # Raising rolls the whole transaction back, the event row with it.
             raise _order_id_taken(client=client, orders=orders, inserted=inserted)
-        if payment_method_token:
-            executions_enqueue(order.payment_order_id for order in orders)
     event_pk, created_at = rows[0][0], rows[0][1]
     event = _persisted(
         PaymentEvent(
@@ -193,11 +200,9 @@ def order_capture(*, order: PaymentOrder, psp_reference: str, actor: str, reason
 
 
 def executions_enqueue(payment_order_ids: Iterable[str]) -> None:
-    """Queue the executor for these orders once the transaction that stored them commits.
-
-    A message that cannot be published (the broker is down) is logged and left: the order stays ``NOT_STARTED``
-    and the recovery sweep sends it. The API's answer never waits on, or fails with, the broker.
-    """
+    """Queue the executor for these orders once the current transaction commits (at once outside one): the sweep's
+    and a replay's way. A message that cannot be published (the broker is down) is logged and left: the order stays
+    where it is and the next sweep sends it."""
     ids = list(payment_order_ids)
     transaction.on_commit(lambda: _publish_executions(ids))
 

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -189,7 +191,8 @@ def _route_tasks_to_this_run() -> None:
 
 @pytest.fixture
 def celery_worker_app() -> Iterator[Any]:
-    """The project's Celery app with a real worker thread consuming this run's queues from Redis.
+    """The project's Celery app with a real worker thread consuming this run's queues from Redis, and the execution
+    relay that queues the executor for committed orders.
 
     The queues are emptied first: tasks published by earlier tests (which ran no worker) would otherwise run now,
     against rows those tests no longer have.
@@ -205,8 +208,23 @@ def celery_worker_app() -> Iterator[Any]:
             conn.default_channel.queue_purge(queue)
     # A drain queued by an earlier test went with its queue: its flag must go too, or no drain is queued for a while.
     cache.delete(_DRAIN_QUEUED)
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=queues):
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=queues), running_relay():
         yield app
+
+
+@contextmanager
+def running_relay() -> Iterator[None]:
+    """The execution relay (payments/relay.py) in a thread, on the test database: committed orders get executed."""
+    from payments.relay import relay_run
+
+    stop = threading.Event()
+    thread = threading.Thread(target=relay_run, kwargs={"stop": stop, "dsn_params": pg_params()}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -113,8 +113,10 @@ def test_a_decline_is_not_retried(psp: Sandbox, celery_worker_app: Any, post_pay
 def test_the_sweep_sends_an_order_whose_task_was_lost(
     psp: Sandbox, post_payment: Callable[..., Any], request: pytest.FixtureRequest
 ) -> None:
-    # given a payment whose executor message is lost (the worker starts with an emptied queue)
+    # given an order stored ten minutes ago whose executor message was lost: no relay heard it, and it is older than
+    # what a relay catches up on when it starts
     order_id = one_order(post_payment)
+    PaymentOrder.objects.filter(payment_order_id=order_id).update(created_at=timezone.now() - timedelta(minutes=10))
     request.getfixturevalue("celery_worker_app")
     assert status_of(order_id) == OrderStatus.NOT_STARTED
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 from payments.models import OrderStatus, PaymentOrder
 from payments.recovery import recovery_sweep
 from psp_sandbox.models import Charge
-from tests.conftest import order, payment_body, run_queue, served_queues, wait_until
+from tests.conftest import order, payment_body, run_queue, running_relay, served_queues, wait_until
 from tests.psp_helpers import configure
 from tests.sandbox import Sandbox, database_url
 
@@ -64,7 +64,7 @@ def test_a_worker_killed_mid_call_leaves_an_order_the_sweep_completes_once(
     settings.STRIPE_API_BASE = sandbox.url
     configure(sandbox, reset=True, latency_ms=3000)  # every PSP call takes three seconds: time to kill the worker
     try:
-        with worker_process(sandbox) as worker:
+        with running_relay(), worker_process(sandbox) as worker:
             created = post_payment(payment_body(payment_orders=[order()])).json()
             order_id = created["payment_orders"][0]["payment_order_id"]
             # when the worker is inside the PSP call (EXECUTING commits just before it; the call then takes 3 s)
@@ -79,7 +79,7 @@ def test_a_worker_killed_mid_call_leaves_an_order_the_sweep_completes_once(
         configure(sandbox, reset=True)
 
     # then a new worker and the sweep (once the order has been left alone long enough) finish it
-    with worker_process(sandbox):
+    with running_relay(), worker_process(sandbox):
         report = recovery_sweep(now=timezone.now() + timedelta(minutes=10))
         assert report is not None
         assert report.requeued == [order_id]
