@@ -114,3 +114,12 @@ def check_fees(
     unknown = sorted((set(percent_by_currency) | set(fixed)) - set(currencies))
     if unknown:
         raise ImproperlyConfigured(f"platform fee settings name currencies not in PAYMENT_CURRENCIES: {unknown}")
+
+
+def check_stripe(*, uses_sandbox: bool, webhook_secret: str, tolerance_seconds: int) -> None:
+    """Refuse at start-up what would only show when the first webhook arrives."""
+    if tolerance_seconds <= 0:
+        # stripe-python checks the timestamp only when the tolerance is truthy: 0 would accept replays of any age.
+        raise ImproperlyConfigured("STRIPE_WEBHOOK_TOLERANCE_SECONDS must be above 0")
+    if not uses_sandbox and not webhook_secret.startswith("whsec_"):
+        raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET (whsec_…) must be set with a real STRIPE_API_KEY")

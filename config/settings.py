@@ -11,7 +11,17 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import check_currencies, check_fees, env_bool, env_decimal, env_decimal_map, env_int, env_list, env_str
+from config.env import (
+    check_currencies,
+    check_fees,
+    check_stripe,
+    env_bool,
+    env_decimal,
+    env_decimal_map,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -151,6 +161,8 @@ WEBHOOK_DRAIN_FLAG_SECONDS = env_int("WEBHOOK_DRAIN_FLAG_SECONDS", 30)
 RECOVERY_STALE_SECONDS = env_int("RECOVERY_STALE_SECONDS", 60)
 RECOVERY_PENDING_LOOKUP_SECONDS = env_int("RECOVERY_PENDING_LOOKUP_SECONDS", 300)
 RECOVERY_SWEEP_LOCK_SECONDS = env_int("RECOVERY_SWEEP_LOCK_SECONDS", 300)
+# PSP lookups per sweep: bounded, so that a slow PSP cannot stretch a sweep past its time limit.
+RECOVERY_LOOKUPS_PER_SWEEP = env_int("RECOVERY_LOOKUPS_PER_SWEEP", 100)
 ORDER_IN_FLIGHT_ALERT_SECONDS = env_int("ORDER_IN_FLIGHT_ALERT_SECONDS", 1800)
 
 # Retries of a PSP call that failed transiently (429, 5xx, no answer): exponential backoff from the base, capped, with
@@ -229,6 +241,11 @@ STRIPE_API_BASE = env_str("STRIPE_API_BASE", f"http://127.0.0.1:{STRIPE_SANDBOX_
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_sandbox" if STRIPE_USES_SANDBOX else "")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
+check_stripe(
+    uses_sandbox=STRIPE_USES_SANDBOX,
+    webhook_secret=STRIPE_WEBHOOK_SECRET,
+    tolerance_seconds=STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+)
 # The demo storefront at /storefront/: on with the sandbox PSP, off with real Stripe (a deployment has its own).
 DEMO_STOREFRONT = env_bool("DEMO_STOREFRONT", STRIPE_USES_SANDBOX)
 

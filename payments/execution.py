@@ -34,7 +34,9 @@ logger = logging.getLogger(__name__)
 EXECUTOR = "executor"
 
 # The states in which (re)sending the charge is the right move. EXECUTING: a previous run died or timed out after
-# step 1; UNKNOWN: the request left and no answer came. The same idempotency key makes either resend safe.
+# step 1; UNKNOWN: the request left and no answer came. Such an order is first looked up at the PSP: the same
+# idempotency key protects a resend only while the PSP remembers it (24 hours at Stripe), and a PSP may store a 500
+# under the key and answer every retry with it; the lookup settles both.
 _SENDABLE = (OrderStatus.EXECUTING, OrderStatus.UNKNOWN)
 
 
@@ -44,9 +46,17 @@ def order_execute(*, payment_order_id: str) -> PaymentOrder:
     Raises TransientPspError (the caller retries with backoff; the order stays EXECUTING) and UnknownPspOutcome
     (the order is now UNKNOWN; the caller retries with the same key, or the sweep looks it up).
     """
-    order, payment_method = _execution_start(payment_order_id)
+    order, payment_method, sent_before = _execution_start(payment_order_id)
     if order.status not in _SENDABLE:
         return order
+    if sent_before:
+        found = payment_gateway().lookup(payment_order_id=payment_order_id)
+        if found is not None:
+            order, _ = order_apply_result(
+                payment_order_id=payment_order_id, result=found, actor=EXECUTOR, reason="found at the PSP"
+            )
+            if order.status not in _SENDABLE:
+                return order
     money = cast(Money, order.amount)
     currency = money.currency.code
     try:
@@ -64,27 +74,29 @@ def order_execute(*, payment_order_id: str) -> PaymentOrder:
     return order
 
 
-def _execution_start(payment_order_id: str) -> tuple[PaymentOrder, str]:
+def _execution_start(payment_order_id: str) -> tuple[PaymentOrder, str, bool]:
+    """Lock the order and make it ready to send: (order, payment method, whether it was sent before)."""
     with transaction.atomic():
         order = order_lock(payment_order_id=payment_order_id)
         payment_method = order.event.payment_method_token
         if not payment_method:
             # A hosted-page order: the buyer pays on the PSP's page and the webhook moves it; nothing to send.
-            return order, payment_method
+            return order, payment_method, False
+        sent_before = order.status in _SENDABLE
         if order.status == OrderStatus.NOT_STARTED:
             decision = order_risk_check(order)
             if decision.verdict is Verdict.REJECT:
                 order.mark_failed(actor="risk", reason=decision.rule, failure_code="risk_rejected")
                 order.save()
-                return order, payment_method
+                return order, payment_method, False
             if decision.verdict is Verdict.REVIEW:
-                return order, payment_method  # stays NOT_STARTED until a person decides
+                return order, payment_method, False  # stays NOT_STARTED until a person decides
             order.start_execution(actor=EXECUTOR)
-        elif order.status not in _SENDABLE:
-            return order, payment_method
+        elif not sent_before:
+            return order, payment_method, False
         order.attempts += 1
         order.save()
-    return order, payment_method
+    return order, payment_method, sent_before
 
 
 def order_mark_unknown(*, payment_order_id: str, reason: str) -> PaymentOrder:

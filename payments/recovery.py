@@ -5,8 +5,8 @@ payment; this is what makes sure none of them loses it.
 1. Orders whose task was lost: ``NOT_STARTED`` (the task was never queued, or the message vanished) or ``EXECUTING``
    (a worker died mid-call) for longer than any retry would wait: queued again. Same idempotency key: never a second
    charge.
-2. ``UNKNOWN`` and old ``PENDING`` orders: looked up at the PSP and moved to what it says. An ``UNKNOWN`` order the
-   PSP has never seen was not charged: it is sent again.
+2. ``UNKNOWN`` and old ``PENDING`` orders (dead-lettered ones too): looked up at the PSP and moved to what it says.
+   An ``UNKNOWN`` order the PSP has never seen was not charged: it is sent again.
 3. Dead letters whose order has reached a final state since (a webhook, a lookup): closed.
 4. Orders in flight past the alert threshold: an ERROR log line with their ids, and the count in the report.
 5. Webhook events waiting in the inbox: a drain is queued.
@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, Exists, OuterRef, Q, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from payments.execution import order_apply_result
@@ -78,42 +79,7 @@ def _sweep(now: datetime, limit: int) -> SweepReport:
         .values_list("payment_order_id", flat=True)[:limit]
     )
     report.requeued = list(lost)
-    # 2. Ask the PSP.
-    unsettled = (
-        PaymentOrder.objects.filter(
-            Q(status=OrderStatus.UNKNOWN, updated_at__lt=now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS))
-            | Q(
-                status=OrderStatus.PENDING,
-                updated_at__lt=now - timedelta(seconds=settings.RECOVERY_PENDING_LOOKUP_SECONDS),
-            )
-        )
-        .exclude(Exists(open_letter))
-        .order_by("updated_at")
-        .values_list("payment_order_id", "status", "psp_token")[:limit]
-    )
-    gateway = payment_gateway()
-    sessions: dict[str, ChargeResult | None] = {}
-    for order_id, status, token in unsettled:
-        try:
-            if token:
-                if token not in sessions:
-                    sessions[token] = gateway.checkout_lookup(token=token)
-                result = sessions[token]
-            else:
-                result = gateway.lookup(payment_order_id=order_id)
-        except (TransientPspError, UnknownPspOutcome, PspConfigurationError):
-            logger.warning("recovery lookup failed", extra={"payment_order_id": order_id}, exc_info=True)
-            report.lookups_failed.append(order_id)
-            continue
-        if result is None:
-            if status == OrderStatus.UNKNOWN and not token:
-                report.requeued.append(order_id)  # the PSP never saw it: nothing was charged; send it
-            continue
-        order, before = order_apply_result(payment_order_id=order_id, result=result, actor=SWEEP_ACTOR)
-        if order.status != before:
-            report.settled[order_id] = order.status
-    if report.requeued:
-        executions_enqueue(report.requeued)
+    # Bookkeeping first, so that it happens even when the PSP is slow and the lookups below take the time.
     # 3. Letters whose order is done.
     done = PaymentOrder.objects.filter(payment_order_id=OuterRef("object_id"), status__in=FINAL_STATUSES)
     report.letters_closed = (
@@ -143,6 +109,51 @@ def _sweep(now: datetime, limit: int) -> SweepReport:
     ).count()
     if report.webhooks_waiting:
         webhook_drain_request()
+    # 2. Ask the PSP, UNKNOWN orders first, a bounded number per sweep. Dead-lettered orders too: a lookup is what
+    # settles an order whose retries ran out. An order the PSP says nothing new about is put to the back of the line
+    # (its updated_at is touched), so an abandoned 3-D Secure payment cannot hold the sweep on the same orders.
+    unsettled = (
+        PaymentOrder.objects.filter(
+            Q(status=OrderStatus.UNKNOWN, updated_at__lt=now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS))
+            | Q(
+                status=OrderStatus.PENDING,
+                updated_at__lt=now - timedelta(seconds=settings.RECOVERY_PENDING_LOOKUP_SECONDS),
+            )
+        )
+        .order_by(Case(When(status=OrderStatus.UNKNOWN, then=0), default=1), "updated_at")
+        .values_list("payment_order_id", "status", "psp_token")[: settings.RECOVERY_LOOKUPS_PER_SWEEP]
+    )
+    gateway = payment_gateway()
+    sessions: dict[str, ChargeResult | None] = {}
+    unchanged: list[str] = []
+    for order_id, status, token in unsettled:
+        try:
+            if token:
+                if token not in sessions:
+                    sessions[token] = gateway.checkout_lookup(token=token)
+                result = sessions[token]
+            else:
+                result = gateway.lookup(payment_order_id=order_id)
+        except (TransientPspError, UnknownPspOutcome, PspConfigurationError):
+            logger.warning("recovery lookup failed", extra={"payment_order_id": order_id}, exc_info=True)
+            report.lookups_failed.append(order_id)
+            unchanged.append(order_id)
+            continue
+        if result is None:
+            if status == OrderStatus.UNKNOWN and not token:
+                report.requeued.append(order_id)  # the PSP never saw it: nothing was charged; send it
+            else:
+                unchanged.append(order_id)
+            continue
+        order, before = order_apply_result(payment_order_id=order_id, result=result, actor=SWEEP_ACTOR)
+        if order.status != before:
+            report.settled[order_id] = order.status
+        else:
+            unchanged.append(order_id)
+    if unchanged:
+        PaymentOrder.objects.filter(payment_order_id__in=unchanged).update(updated_at=Now())
+    if report.requeued:
+        executions_enqueue(report.requeued)
     if report.requeued or report.settled or report.letters_closed:
         logger.info(
             "recovery sweep",

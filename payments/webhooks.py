@@ -9,6 +9,7 @@ the order's state machine decides what a late or repeated event may still change
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -80,7 +81,8 @@ def webhook_drain_request() -> None:
 
             webhook_events_drain.apply_async(retry=False)
     except Exception:
-        cache.delete(_DRAIN_QUEUED)
+        with contextlib.suppress(Exception):  # Redis itself may be what failed
+            cache.delete(_DRAIN_QUEUED)
         logger.warning("could not queue a webhook drain; the periodic drain will take the events", exc_info=True)
 
 
@@ -92,6 +94,16 @@ def webhook_events_drain(*, max_seconds: float = 20.0, linger_seconds: float = 1
     every few milliseconds, where a drain per event costs a task each. Several drains may still run at once (beat's,
     a flag that expired): each claims its next event with SKIP LOCKED, so no event is processed twice.
     """
+    try:
+        return _drain(max_seconds=max_seconds, linger_seconds=linger_seconds)
+    except BaseException:
+        # A drain that dies must not leave the flag saying one runs: events arriving now would wait for beat.
+        with contextlib.suppress(Exception):
+            cache.delete(_DRAIN_QUEUED)
+        raise
+
+
+def _drain(*, max_seconds: float, linger_seconds: float) -> int:
     deadline = time.monotonic() + min(max_seconds, settings.WEBHOOK_DRAIN_FLAG_SECONDS * 0.8)
     done = 0
     idle_since = time.monotonic()

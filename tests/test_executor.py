@@ -176,16 +176,26 @@ def test_a_lost_response_leaves_the_order_unknown_and_the_resend_finds_the_first
     assert JournalTransaction.objects.filter(kind="payin", reference=order_id).count() == 1
 
 
+@pytest.mark.parametrize(
+    ("fault", "while_failing"),
+    [
+        # A 500 may come after the charge was made (Stripe even stores it under the key): the outcome is unknown,
+        # and each resend looks the order up first.
+        ("fault_5xx_rate", OrderStatus.UNKNOWN),
+        # A 429 means nothing was done: the order simply stays sent-and-unanswered.
+        ("fault_429_rate", OrderStatus.EXECUTING),
+    ],
+)
 def test_the_worker_retries_psp_errors_until_the_charge_goes_through_once(
-    psp: Sandbox, celery_worker_app: Any, post_payment: Callable[..., Any]
+    psp: Sandbox, celery_worker_app: Any, post_payment: Callable[..., Any], fault: str, while_failing: str
 ) -> None:
-    configure(psp, reset=True, fault_5xx_rate=1.0)
+    configure(psp, reset=True, **{fault: 1.0})
     try:
         created = post_payment(payment_body(payment_orders=[order()])).json()
         order_id = created["payment_orders"][0]["payment_order_id"]
-        # the worker keeps trying while the PSP answers 500
+        # the worker keeps trying while the PSP fails
         wait_until(lambda: PaymentOrder.objects.get(payment_order_id=order_id).attempts >= 2)
-        assert PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.EXECUTING
+        assert PaymentOrder.objects.get(payment_order_id=order_id).status == while_failing
     finally:
         configure(psp, reset=True)
 

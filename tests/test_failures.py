@@ -70,13 +70,16 @@ def test_retries_exhausted_leave_the_order_stuck_in_the_dead_letter_queue_and_a_
     # the order is visibly stuck, never silently failed
     letter = DeadLetter.objects.get(object_id=order_id)
     assert (letter.task, letter.object_type, letter.attempts) == ("payments.order_execute", "payment_order", 3)
-    assert "500" in letter.last_error
+    assert "UnknownPspOutcome: PSP error 500" in letter.last_error
     assert letter.resolved_at is None
-    assert status_of(order_id) == OrderStatus.EXECUTING
+    assert status_of(order_id) == OrderStatus.UNKNOWN
     assert PaymentOrder.objects.get(payment_order_id=order_id).attempts == 3
     assert any(order_id in record.getMessage() for record in caplog.records)
-    # the sweep leaves a dead-lettered order to the person who replays it
-    assert order_id not in recovery_sweep(now=later(30)).requeued  # type: ignore[union-attr]
+    # the sweep looks it up, but while the PSP still fails it learns nothing and sends nothing
+    swept = recovery_sweep(now=later(30))
+    assert swept is not None
+    assert order_id in swept.lookups_failed
+    assert order_id not in swept.requeued
 
     # when the PSP is back and a person replays it, twice (a double click)
     configure(psp, reset=True)
@@ -206,3 +209,35 @@ def test_only_one_sweep_runs_at_a_time() -> None:
     finally:
         cache.delete(_RUNNING)
     assert recovery_sweep() is not None
+
+
+def test_the_sweep_settles_a_dead_lettered_unknown_order_by_lookup_and_closes_its_letter(
+    psp: Sandbox, post_payment: Callable[..., Any]
+) -> None:
+    from payments.retries import dead_letter_record
+
+    # given a charge made at the PSP whose answer never came, and whose retries ran out
+    order_id = one_order(post_payment)
+    configure(psp, fault_lost_response_rate=1.0)
+    with pytest.raises(UnknownPspOutcome) as lost:
+        order_execute(payment_order_id=order_id)
+    configure(psp, reset=True)
+    dead_letter_record(
+        task="payments.order_execute",
+        object_type="payment_order",
+        object_id=order_id,
+        attempts=8,
+        error=lost.value,
+        first_failed_at=timezone.now(),
+    )
+
+    # when the sweep comes by
+    report = recovery_sweep(now=later(2))
+
+    # then the lookup finds the charge: captured once, never sent again, and the letter is closed
+    assert report is not None
+    assert report.settled == {order_id: OrderStatus.SUCCESS}
+    assert order_id not in report.requeued
+    assert Charge.objects.filter(payment_order_id=order_id).count() == 1
+    assert recovery_sweep().letters_closed == 1  # type: ignore[union-attr]
+    assert DeadLetter.objects.get(object_id=order_id).resolution == "the order reached a final state"

@@ -46,3 +46,21 @@ def test_a_fee_setting_that_could_break_pay_ins_is_refused_at_start_up(
 
     with pytest.raises(ImproperlyConfigured, match=message):
         check_fees(["EUR", "JPY"], percent, by_currency, fixed)
+
+
+@pytest.mark.parametrize(
+    ("uses_sandbox", "secret", "tolerance", "message"),
+    [
+        (True, "whsec_sandbox", 0, "TOLERANCE_SECONDS must be above 0"),
+        (False, "", 300, "STRIPE_WEBHOOK_SECRET"),
+        (False, "not-a-secret", 300, "STRIPE_WEBHOOK_SECRET"),
+    ],
+)
+def test_webhook_settings_that_would_fail_later_are_refused_at_start_up(
+    uses_sandbox: bool, secret: str, tolerance: int, message: str
+) -> None:
+    from config.env import check_stripe
+
+    with pytest.raises(ImproperlyConfigured, match=message):
+        check_stripe(uses_sandbox=uses_sandbox, webhook_secret=secret, tolerance_seconds=tolerance)
+    check_stripe(uses_sandbox=uses_sandbox, webhook_secret="whsec_abc", tolerance_seconds=300)

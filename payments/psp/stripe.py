@@ -263,6 +263,7 @@ def _classify(exc: stripe.StripeError) -> Exception:
         # running at the PSP. Asking again later with the same key gets its answer.
         return TransientPspError("an earlier attempt with this key is still running at the PSP")
     if exc.http_status is not None and exc.http_status >= 500:
-        # A 5xx may come after the charge was applied; the same idempotency key makes asking again safe.
-        return TransientPspError(f"PSP error {exc.http_status}: {exc}")
+        # A 5xx may come after the charge was applied, and Stripe stores a 500 under the idempotency key and answers
+        # every retry with it: the outcome is unknown until a lookup says what happened.
+        return UnknownPspOutcome(f"PSP error {exc.http_status}: {exc}")
     return PspConfigurationError(f"PSP refused the request: {exc}")
