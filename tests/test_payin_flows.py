@@ -106,6 +106,28 @@ def test_duplicated_webhooks_are_applied_once(wired: Sandbox, post_payment: Call
     assert Charge.objects.filter(payment_order_id=order_of(created).payment_order_id, status="succeeded").count() == 1
 
 
+def test_a_webhook_overtaken_by_a_later_one_changes_nothing_when_it_arrives(
+    wired: Sandbox, post_payment: Callable[..., Any]
+) -> None:
+    # the processing event is held back (reorder fault) long enough for the succeeded event to overtake it
+    configure(wired, webhook_reorder_rate=1.0, webhook_reorder_hold_ms=2000, processing_delay_seconds=1.0)
+    created = post_payment(payment_body(payment_method={"token": "pm_card_processing"}, payment_orders=[order()]))
+    created = created.json()
+    wait_until(reaches(created, OrderStatus.PENDING))
+    configure(wired, webhook_reorder_rate=0.0)  # what comes next is sent at once
+
+    wait_until(reaches(created, OrderStatus.SUCCESS))
+    reference = order_of(created).psp_reference
+    wait_until(lambda: WebhookEvent.objects.filter(object_id=reference, processed_at__isnull=False).count() == 2)
+    arrived = list(WebhookEvent.objects.filter(object_id=reference).order_by("pk").values_list("type", "outcome"))
+    order_id = order_of(created).payment_order_id
+    assert arrived == [
+        ("payment_intent.succeeded", f"{order_id} PENDING→SUCCESS"),
+        ("payment_intent.processing", f"{order_id} unchanged (SUCCESS)"),
+    ]
+    assert JournalTransaction.objects.filter(kind="payin", reference=order_id).count() == 1
+
+
 def checkout_body(**overrides: Any) -> dict[str, Any]:
     body = payment_body()
     del body["payment_method"]
