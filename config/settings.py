@@ -152,6 +152,8 @@ CELERY_TIMEZONE = "UTC"
 # drain flag stops a burst of deliveries from queueing a drain each; it expires by itself if a drain is lost.
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 5)
 WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
+# After this many failed attempts an event goes to the dead letter queue and is no longer retried by itself.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 10)
 WEBHOOK_DRAIN_FLAG_SECONDS = env_int("WEBHOOK_DRAIN_FLAG_SECONDS", 30)
 
 # The recovery sweep (every minute): an order NOT_STARTED, UNKNOWN or with a waiting webhook event is looked at after

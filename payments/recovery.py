@@ -105,7 +105,9 @@ def _sweep(now: datetime, limit: int) -> SweepReport:
         )
     # 5. The inbox.
     report.webhooks_waiting = WebhookEvent.objects.filter(
-        processed_at__isnull=True, received_at__lt=now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS)
+        processed_at__isnull=True,
+        attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS,
+        received_at__lt=now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS),
     ).count()
     if report.webhooks_waiting:
         webhook_drain_request()

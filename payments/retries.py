@@ -24,6 +24,7 @@ from payments.services import executions_enqueue
 logger = logging.getLogger(__name__)
 
 ORDER_EXECUTE_TASK = "payments.order_execute"
+WEBHOOK_TASK = "payments.webhook_event"
 
 
 def retry_delay(attempt: int, *, rng: random.Random | None = None) -> float:
@@ -121,9 +122,14 @@ def dead_letter_replay(*, dead_letter_id: int, actor: str) -> bool:
         letter.resolved_at = timezone.now()
         letter.resolution = f"replayed by {actor}"
         letter.save(update_fields=["resolved_at", "resolution"])
-        if letter.task != ORDER_EXECUTE_TASK:
+        if letter.task == ORDER_EXECUTE_TASK:
+            executions_enqueue([letter.object_id])
+        elif letter.task == WEBHOOK_TASK:
+            from payments.webhooks import webhook_event_retry
+
+            webhook_event_retry(event_id=letter.object_id)
+        else:
             raise ValueError(f"no replay for {letter.task}")
-        executions_enqueue([letter.object_id])
     logger.info("dead letter replayed", extra={"dead_letter": dead_letter_id, "actor": actor})
     return True
 

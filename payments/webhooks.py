@@ -26,6 +26,7 @@ from payments.execution import order_apply_result
 from payments.models import PaymentOrder, WebhookEvent
 from payments.psp import payment_gateway
 from payments.psp.gateway import PspNotice
+from payments.retries import WEBHOOK_TASK, dead_letter_record
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def _drain_one() -> bool:
     with transaction.atomic():
         event = (
             WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(processed_at__isnull=True)
+            .filter(processed_at__isnull=True, attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=Now()))
             .order_by("pk")
             .first()
@@ -168,10 +169,24 @@ def _process_locked(event: WebhookEvent) -> bool:
         delay = min(settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (event.attempts - 1), settings.WEBHOOK_RETRY_MAX_SECONDS)
         event.next_attempt_at = timezone.now() + timedelta(seconds=delay)
         event.save(update_fields=["attempts", "last_error", "next_attempt_at"])
-        logger.error(
-            "webhook event processing failed; kept for retry",
-            extra={"webhook_event": event.event_id, "attempts": event.attempts, "retry_in_seconds": delay},
-        )
+        if event.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            # Retrying will not help: a person must look (the event stays in the inbox, unprocessed, with its error).
+            dead_letter_record(
+                task=WEBHOOK_TASK,
+                object_type="webhook_event",
+                object_id=event.event_id,
+                attempts=event.attempts,
+                error=exc,
+                first_failed_at=event.received_at,
+            )
+        else:
+            logger.error(
+                "webhook event %s failed (attempt %d); retried in %d s",
+                event.event_id,
+                event.attempts,
+                delay,
+                extra={"webhook_event": event.event_id},
+            )
         return False
     event.processed_at = timezone.now()
     event.outcome = outcome
@@ -201,3 +216,13 @@ def _apply(notice: PspNotice) -> str:
         after = order.status
         moved.append(f"{order_id} {before}→{after}" if before != after else f"{order_id} unchanged ({after})")
     return "; ".join(moved) if moved else "ignored: no order of ours"
+
+
+def webhook_event_retry(*, event_id: str) -> bool:
+    """Give a dead-lettered event its attempts back and queue a drain (a replay, once the cause is fixed)."""
+    updated = WebhookEvent.objects.filter(event_id=event_id, processed_at__isnull=True).update(
+        attempts=0, next_attempt_at=None
+    )
+    if updated:
+        transaction.on_commit(webhook_drain_request)
+    return bool(updated)

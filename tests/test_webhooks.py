@@ -284,3 +284,34 @@ def test_a_body_holding_a_card_number_is_refused_unstored() -> None:
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "card_data_not_allowed"
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_event_failing_every_attempt_goes_to_the_dead_letter_queue_and_a_replay_tries_it_again(
+    executing_order: Callable[[], str], settings: Any
+) -> None:
+    from payments.models import DeadLetter
+    from payments.retries import dead_letter_replay
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    event = intent_event("payment_intent.succeeded", executing_order(), status="succeeded")
+    del event["data"]["object"]["status"]  # a body the handler cannot read
+    deliver(event)
+    stored = WebhookEvent.objects.get(event_id=event["id"])
+
+    for _ in range(2):
+        WebhookEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+        webhook_events_drain(max_seconds=5, linger_seconds=0)
+
+    # then it is dead-lettered and no longer retried by itself
+    letter = DeadLetter.objects.get(task="payments.webhook_event", object_id=event["id"])
+    assert (letter.object_type, letter.attempts) == ("webhook_event", 2)
+    assert "KeyError" in letter.last_error
+    WebhookEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+    assert webhook_events_drain(max_seconds=5, linger_seconds=0) == 0
+
+    # when a person replays it, it is tried again
+    assert dead_letter_replay(dead_letter_id=letter.pk, actor="finance:ann") is True
+    assert webhook_events_drain(max_seconds=5, linger_seconds=0) == 1
+    stored.refresh_from_db()
+    assert stored.attempts == 1
