@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint lock bench-api bench-ledger bench-e2e
+.PHONY: install run test lint lock bench-api bench-ledger bench-e2e chaos
 
 $(INSTALLED): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ bench-ledger: install
 ## Payments created at a steady rate and completed end to end (sandbox PSP, webhooks, two Celery workers).
 bench-e2e: install
 	$(PY) scripts/devstack.py env -- $(PY) bench/e2e.py $(BENCH_ARGS)
+
+## Payments through the whole system while workers are killed, Redis restarts and the PSP misbehaves; then the checks.
+chaos: install
+	$(PY) scripts/devstack.py env -- $(PY) manage.py chaos -- $(CHAOS_ARGS)

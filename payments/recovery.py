@@ -14,6 +14,7 @@ payment; this is what makes sure none of them loses it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,12 +51,18 @@ class SweepReport:
 
 def recovery_sweep(*, now: datetime | None = None, limit: int = 500) -> SweepReport | None:
     """One sweep; None when another is running (the flag expires by itself if a sweep dies)."""
-    if not cache.add(_RUNNING, 1, timeout=settings.RECOVERY_SWEEP_LOCK_SECONDS):
+    try:
+        if not cache.add(_RUNNING, 1, timeout=settings.RECOVERY_SWEEP_LOCK_SECONDS):
+            return None
+    except Exception:
+        # Redis is down: skip this round rather than run unguarded; the next minute tries again.
+        logger.warning("recovery sweep skipped: its lock (in Redis) is unavailable", exc_info=True)
         return None
     try:
         return _sweep(now or timezone.now(), limit)
     finally:
-        cache.delete(_RUNNING)
+        with contextlib.suppress(Exception):
+            cache.delete(_RUNNING)
 
 
 def _sweep(now: datetime, limit: int) -> SweepReport:

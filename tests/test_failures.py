@@ -241,3 +241,13 @@ def test_the_sweep_settles_a_dead_lettered_unknown_order_by_lookup_and_closes_it
     assert Charge.objects.filter(payment_order_id=order_id).count() == 1
     assert recovery_sweep().letters_closed == 1  # type: ignore[union-attr]
     assert DeadLetter.objects.get(object_id=order_id).resolution == "the order reached a final state"
+
+
+def test_the_sweep_skips_a_round_instead_of_dying_when_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    # found by the chaos run: the sweep's loop died with Redis and never came back
+    def unavailable(*args: Any, **kwargs: Any) -> bool:
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(cache, "add", unavailable)
+
+    assert recovery_sweep() is None
