@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
 from payments.models import DeadLetter, OrderTransition, PaymentEvent, PaymentOrder, WebhookEvent
+from payments.retries import dead_letter_replay
 
 
 class PaymentOrderInline(ReadOnlyInline):
@@ -64,3 +67,13 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     list_display = ["object_id", "task", "attempts", "first_failed_at", "last_failed_at", "resolved_at", "resolution"]
     list_filter = ["task", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["=object_id"]
+    actions = ["replay"]
+
+    @admin.action(description="Replay: send the work again, once")
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        # The service does the work and is idempotent: a closed letter, or a second click, sends nothing again.
+        replayed = sum(
+            dead_letter_replay(dead_letter_id=letter.pk, actor=f"admin:{request.user.get_username()}")
+            for letter in queryset.filter(resolved_at__isnull=True)
+        )
+        self.message_user(request, f"{replayed} dead letter(s) replayed.", messages.SUCCESS)

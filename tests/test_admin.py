@@ -103,3 +103,31 @@ def test_the_webhook_inbox_and_dead_letters_are_listed_read_only(staff: Client) 
     assert letters.status_code == 200
     assert "po_stuck" in letters.content.decode()
     assert staff.post(f"/admin/payments/deadletter/{letter.pk}/delete/").status_code == 403
+
+
+def test_a_dead_letter_is_replayed_from_the_admin_once(staff: Client, post_payment: Callable[..., Any]) -> None:
+    from django.utils import timezone
+
+    from payments.models import DeadLetter
+
+    created = post_payment(payment_body()).json()
+    now = timezone.now()
+    letter = DeadLetter.objects.create(
+        task="payments.order_execute",
+        object_type="payment_order",
+        object_id=created["payment_orders"][0]["payment_order_id"],
+        attempts=8,
+        last_error="UnknownPspOutcome: PSP error 500",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+
+    for _ in range(2):  # a double submit replays once
+        response = staff.post(
+            "/admin/payments/deadletter/", {"action": "replay", "_selected_action": [str(letter.pk)]}, follow=True
+        )
+        assert response.status_code == 200
+
+    letter.refresh_from_db()
+    assert letter.resolved_at is not None
+    assert letter.resolution == "replayed by admin:fin"
