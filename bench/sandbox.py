@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -49,8 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 
-from bench.api import HOST, free_port, stop  # noqa: E402
+from bench.api import HOST, free_port, manage  # noqa: E402
 from bench.harness import BenchError, bench_database_urls, exit_on_signal, positive, recreate_database  # noqa: E402
+from bench.processes import cpu_by_process, cpu_delta, sandbox  # noqa: E402
 
 API_KEY = "sk_test_sandbox"
 SUFFIX = "_bench_sandbox"
@@ -72,40 +72,6 @@ def sandbox_env(bench_url: str, webhook_url: str) -> dict[str, str]:
     for name in ("DEBUG", "GUNICORN_CMD_ARGS", "STRIPE_API_KEY"):
         env.pop(name, None)
     return env
-
-
-def migrate(env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=False
-    )
-    if result.returncode != 0:
-        raise BenchError(f"manage.py migrate failed with exit code {result.returncode}")
-
-
-@contextmanager
-def sandbox(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    cmd = [
-        sys.executable, "-m", "gunicorn", "psp_sandbox.wsgi:application", "--bind", f"{HOST}:{port}",
-        "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--log-level", "warning",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-    try:
-        import requests
-
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"the sandbox exited with code {proc.returncode}")
-            try:
-                requests.get(f"http://{HOST}:{port}/v1/", timeout=2)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise BenchError("the sandbox did not answer within 60 s") from None
-                time.sleep(0.1)
-        yield proc
-    finally:
-        stop(proc)
 
 
 @dataclass
@@ -159,35 +125,6 @@ def receiving() -> Iterator[Receiver]:
 # --- CPU ------------------------------------------------------------------------------------------------------------
 
 
-def cpu(pgid: int) -> dict[int, tuple[bool, float]]:
-    """CPU seconds used so far by each process of group ``pgid`` (True) and each process named postgres* (False)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used: dict[int, tuple[bool, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                raw = stat.read()
-        except OSError:
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid or comm.startswith("postgres"):
-            used[int(entry)] = (int(fields[2]) == pgid, (int(fields[11]) + int(fields[12])) / ticks)
-    return used
-
-
-def cpu_delta(before: dict[int, tuple[bool, float]], after: dict[int, tuple[bool, float]]) -> tuple[float, float]:
-    """(sandbox, postgres) CPU seconds between two readings; a process that ended in between is not counted (a
-    PostgreSQL backend of a short connection), one that started counts whole."""
-    totals = [0.0, 0.0]
-    for pid, (in_group, seconds) in after.items():
-        previous = before.get(pid)
-        totals[0 if in_group else 1] += seconds - (previous[1] if previous is not None else 0.0)
-    return totals[0], totals[1]
-
-
 @dataclass
 class Phase:
     name: str
@@ -199,12 +136,12 @@ class Phase:
 
 @contextmanager
 def measured(name: str, pgid: int, phases: list[Phase], calls: Callable[[], int]) -> Iterator[None]:
-    before = cpu(pgid)
+    before = cpu_by_process({"sandbox": [pgid]})
     started = time.monotonic()
     yield
     seconds = time.monotonic() - started
-    sandbox_cpu, postgres_cpu = cpu_delta(before, cpu(pgid))
-    phases.append(Phase(name, calls(), seconds, sandbox_cpu, postgres_cpu))
+    spent = cpu_delta(before, cpu_by_process({"sandbox": [pgid]}))
+    phases.append(Phase(name, calls(), seconds, spent.get("sandbox", 0.0), spent.get("postgres", 0.0)))
 
 
 # --- Load -----------------------------------------------------------------------------------------------------------
@@ -332,7 +269,7 @@ def main(argv: list[str]) -> int:
     with ExitStack() as stack:
         receiver = stack.enter_context(receiving())
         env = sandbox_env(bench_url, receiver.url)
-        migrate(env)
+        manage(env, "migrate", "--verbosity", "0")
         port = free_port()
         proc = stack.enter_context(sandbox(env, port))
         stripe_client = client(port)

@@ -27,9 +27,16 @@ ORDER_EXECUTE_TASK = "payments.order_execute"
 WEBHOOK_TASK = "payments.webhook_event"
 
 
+def capped_backoff(attempt: int, *, base: float, cap: float) -> float:
+    """``base`` doubled after every failed attempt but the first, never above ``cap``: the wait after ``attempt``."""
+    return float(min(base * 2 ** (attempt - 1), cap))
+
+
 def retry_delay(attempt: int, *, rng: random.Random | None = None) -> float:
     """Seconds to wait before attempt ``attempt + 1``, after ``attempt`` attempts failed (full jitter)."""
-    ceiling = min(settings.PSP_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1), settings.PSP_RETRY_BACKOFF_MAX_SECONDS)
+    ceiling = capped_backoff(
+        attempt, base=settings.PSP_RETRY_BACKOFF_SECONDS, cap=settings.PSP_RETRY_BACKOFF_MAX_SECONDS
+    )
     return (rng or random).uniform(0, ceiling)
 
 
@@ -68,30 +75,26 @@ def dead_letter_record(
     now = timezone.now()
     message = f"{type(error).__name__}: {error}"[:4000]
     with transaction.atomic():
-        letter = (
-            DeadLetter.objects.select_for_update()
-            .filter(task=task, object_id=object_id, resolved_at__isnull=True)
-            .first()
-        )
-        if letter is None:
-            try:
-                with transaction.atomic():
-                    letter = DeadLetter.objects.create(
-                        task=task,
-                        object_type=object_type,
-                        object_id=object_id,
-                        attempts=attempts,
-                        last_error=message,
-                        first_failed_at=first_failed_at,
-                        last_failed_at=now,
-                    )
-            except IntegrityError:  # filed a moment ago by a concurrent failure of the same work
-                letter = DeadLetter.objects.select_for_update().get(
-                    task=task, object_id=object_id, resolved_at__isnull=True
+        try:
+            with transaction.atomic():
+                letter = DeadLetter.objects.create(
+                    task=task,
+                    object_type=object_type,
+                    object_id=object_id,
+                    attempts=attempts,
+                    last_error=message,
+                    first_failed_at=first_failed_at,
+                    last_failed_at=now,
                 )
-                _update(letter, attempts=attempts, message=message, now=now)
-        else:
-            _update(letter, attempts=attempts, message=message, now=now)
+        except IntegrityError:
+            # A letter is open for this work already (the unique index on open letters says so, also under a race):
+            # it is updated instead.
+            open_letters = DeadLetter.objects.select_for_update().filter(resolved_at__isnull=True)
+            letter = open_letters.get(task=task, object_id=object_id)
+            letter.attempts = max(letter.attempts, attempts)
+            letter.last_error = message
+            letter.last_failed_at = now
+            letter.save(update_fields=["attempts", "last_error", "last_failed_at"])
     logger.error(
         "dead letter %s: %s for %s %s failed %d attempts: %s",
         letter.pk,
@@ -103,13 +106,6 @@ def dead_letter_record(
         extra={"task": task, object_type: object_id, "attempts": attempts, "dead_letter": letter.pk},
     )
     return letter
-
-
-def _update(letter: DeadLetter, *, attempts: int, message: str, now: datetime) -> None:
-    letter.attempts = max(letter.attempts, attempts)
-    letter.last_error = message
-    letter.last_failed_at = now
-    letter.save(update_fields=["attempts", "last_error", "last_failed_at"])
 
 
 def dead_letter_replay(*, dead_letter_id: int, actor: str) -> bool:

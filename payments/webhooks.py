@@ -26,7 +26,7 @@ from payments.execution import order_apply_result
 from payments.models import PaymentOrder, WebhookEvent
 from payments.psp import payment_gateway
 from payments.psp.gateway import PspNotice
-from payments.retries import WEBHOOK_TASK, dead_letter_record
+from payments.retries import WEBHOOK_TASK, capped_backoff, dead_letter_record
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,9 @@ def _process_locked(event: WebhookEvent) -> bool:
             outcome = _apply(payment_gateway().webhook_notice(payload=event.payload))
     except Exception as exc:
         event.last_error = f"{type(exc).__name__}: {exc}"[:4000]
-        delay = min(settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (event.attempts - 1), settings.WEBHOOK_RETRY_MAX_SECONDS)
+        delay = capped_backoff(
+            event.attempts, base=settings.WEBHOOK_RETRY_BASE_SECONDS, cap=settings.WEBHOOK_RETRY_MAX_SECONDS
+        )
         event.next_attempt_at = timezone.now() + timedelta(seconds=delay)
         event.save(update_fields=["attempts", "last_error", "next_attempt_at"])
         if event.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:

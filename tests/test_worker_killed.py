@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from bench.processes import celery_worker
 from payments.models import OrderStatus, PaymentOrder
 from payments.recovery import recovery_sweep
 from psp_sandbox.models import Charge
@@ -44,12 +43,8 @@ def worker_process(sandbox: Sandbox) -> Iterator[subprocess.Popen[bytes]]:
         "STRIPE_API_BASE": sandbox.url,
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
-    queues = ",".join(run_queue(name) for name in served_queues())
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--queues", queues]
-    command += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        command, cwd=Path(settings.BASE_DIR), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    queues = [run_queue(name) for name in served_queues()]
+    process = celery_worker(env, "killable", queues=queues, pool="solo", concurrency=1)
     try:
         yield process
     finally:

@@ -161,13 +161,18 @@ class PaymentOrderItemInput(PaymentOrderInput):
         list_serializer_class = PaymentOrderListInput
 
 
-class PaymentCreateInput(StrictSerializer):
+class _PaymentInputBase(StrictSerializer):
+    """What a payment by saved method and a checkout on the hosted page both carry."""
+
     checkout_id = PatternField(
         pattern=ID_PATTERN,
         code="checkout_id_invalid",
         description="The storefront's checkout id: 1-64 letters, digits and _ . : -",
     )
     buyer_info = BuyerInfoInput()
+
+
+class PaymentCreateInput(_PaymentInputBase):
     payment_method = PaymentMethodInput()
     payment_orders = PaymentOrderItemInput(many=True)
 
@@ -183,13 +188,7 @@ class RedirectUrlField(serializers.URLField):
         return url
 
 
-class CheckoutCreateInput(StrictSerializer):
-    checkout_id = PatternField(
-        pattern=ID_PATTERN,
-        code="checkout_id_invalid",
-        description="The storefront's checkout id: 1-64 letters, digits and _ . : -",
-    )
-    buyer_info = BuyerInfoInput()
+class CheckoutCreateInput(_PaymentInputBase):
     payment_orders = PaymentOrderItemInput(many=True)
     success_url = RedirectUrlField(
         help_text="Where the PSP sends the buyer after paying. {PAYMENT_ID} is replaced by the payment's id."
@@ -202,23 +201,20 @@ class CheckoutCreateInput(StrictSerializer):
 def payment_create_arguments(body: Any) -> dict[str, Any]:
     """Validate a POST /v1/payments body into payment_create's keyword arguments, or raise ValidationError."""
     data = _PAYMENT_CREATE_INPUT.run_validation(body)
-    return {
-        "checkout_id": data["checkout_id"],
-        "buyer": BuyerInfo(**data["buyer_info"]),
-        "payment_method_token": data["payment_method"]["token"],
-        "orders": [NewOrder(**order) for order in data["payment_orders"]],
-    }
+    return {**_payment_arguments(data), "payment_method_token": data["payment_method"]["token"]}
 
 
 def checkout_create_arguments(body: Any) -> dict[str, Any]:
     """Validate a POST /v1/checkouts body into checkout_create's keyword arguments, or raise ValidationError."""
     data = _CHECKOUT_CREATE_INPUT.run_validation(body)
+    return {**_payment_arguments(data), "success_url": data["success_url"], "cancel_url": data["cancel_url"]}
+
+
+def _payment_arguments(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "checkout_id": data["checkout_id"],
         "buyer": BuyerInfo(**data["buyer_info"]),
         "orders": [NewOrder(**order) for order in data["payment_orders"]],
-        "success_url": data["success_url"],
-        "cancel_url": data["cancel_url"],
     }
 
 
