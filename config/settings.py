@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "djmoney",
+    "djmoney.contrib.exchange",
     "api",
     "ledger",
     "wallets",
@@ -199,6 +200,14 @@ PLATFORM_FEE_FIXED = env_decimal_map("PLATFORM_FEE_FIXED", {})
 check_fees(PAYMENT_CURRENCIES, PLATFORM_FEE_PERCENT, PLATFORM_FEE_PERCENT_BY_CURRENCY, PLATFORM_FEE_FIXED)
 # The PSP whose clearing account receives pay-ins (psp_clearing:<psp>:<currency>).
 PAYMENT_PSP = env_str("PAYMENT_PSP", "stripe")
+# Exchange rates for payouts in a seller's own currency (wallets/fx.py): django-money's exchange framework, fed offline
+# from a JSON file by `manage.py update_rates` (a relative path is taken from the repository root). The file names its
+# own base currency, so django-money's BASE_CURRENCY is not used.
+FX_RATES_FILE = BASE_DIR / env_str("FX_RATES_FILE", "config/fx_rates.json")
+EXCHANGE_BACKEND = "wallets.fx.FileRatesBackend"
+# django-money keeps each rate it looked up in the cache for this long; 0 keeps none. A payout must convert at the
+# rates just loaded, in every process, and a lookup is one indexed query.
+RATES_CACHE_TIMEOUT = 0
 
 # --- Storefront API -------------------------------------------------------------------------------------------------
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
