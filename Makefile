@@ -16,8 +16,8 @@ $(INSTALLED): requirements.lock
 
 install: $(INSTALLED)
 
-## Start PostgreSQL and Redis (embedded ones when DATABASE_URL / REDIS_URL are unset), migrate, seed the demo data,
-## then run web, worker and beat in the foreground. Ctrl-C stops all of it.
+## Start PostgreSQL and Redis (embedded ones when DATABASE_URL / REDIS_URL are unset), migrate, load the exchange
+## rates, seed the demo data, then run web, worker and beat in the foreground. Ctrl-C stops all of it.
 run: install
 	$(PY) scripts/devstack.py run
 

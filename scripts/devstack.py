@@ -440,6 +440,8 @@ def cmd_run(env: dict[str, str], args: list[str], stack: contextlib.ExitStack) -
 
     manage = [sys.executable, "manage.py"]
     _check_call([*manage, "migrate", "--noinput"], env)
+    # The exchange rates for payouts in another currency, from FX_RATES_FILE (offline); run again after editing it.
+    _check_call([*manage, "update_rates"], env)
     _check_call([*manage, "collectstatic", "--noinput", "-v0"], env)
     seeded = subprocess.run([*manage, "seed_demo", "--json"], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if seeded.returncode != 0:
