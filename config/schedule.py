@@ -30,4 +30,16 @@ BEAT_SCHEDULE = {
         "task": "reconciliation.ledger_check",
         "schedule": crontab(hour=1, minute=30),
     },
+    # Hourly: seller funds whose hold period (FUNDS_HOLD_DAYS) has passed become available, for orders whose
+    # delivery the storefront never confirmed (payments/releases.py).
+    "release-held-funds": {
+        "task": "payments.funds_release_due",
+        "schedule": crontab(minute=7),
+    },
+    # Monthly, on the 1st at 02:00 UTC, after the ledger check: one payout per seller and currency for the available
+    # balance above PAYOUT_MINIMUM (payments/payouts.py). Two runs at once pay each seller once.
+    "monthly-payout-run": {
+        "task": "payments.payout_run",
+        "schedule": crontab(day_of_month=1, hour=2, minute=0),
+    },
 }

@@ -141,6 +141,10 @@ CELERY_TASK_ROUTES = {
     task: {"queue": f"{queue}{CELERY_QUEUE_SUFFIX}"}
     for task, queue in {
         "payments.order_execute": "payments",
+        "payments.refund_execute": "payments",
+        "payments.payout_execute": "payments",
+        "payments.funds_release_due": "maintenance",
+        "payments.payout_run": "maintenance",
         "payments.webhook_events_drain": "webhooks",
         "payments.recovery_sweep": "maintenance",
         "api.idempotency_keys_purge": "maintenance",
@@ -208,6 +212,23 @@ EXCHANGE_BACKEND = "wallets.fx.FileRatesBackend"
 # django-money keeps each rate it looked up in the cache for this long; 0 keeps none. A payout must convert at the
 # rates just loaded, in every process, and a lookup is one indexed query.
 RATES_CACHE_TIMEOUT = 0
+
+# --- Pay-out, refunds, disputes (payments/payouts.py, refunds.py, disputes.py) ----------------------------------------
+# A captured order's seller funds become available when the storefront confirms delivery, or by themselves this many
+# days after capture (beat checks hourly).
+FUNDS_HOLD_DAYS = env_int("FUNDS_HOLD_DAYS", 14)
+# No payout below this many major units of the wallet's currency (per currency, else the default); what is left waits
+# for the next run.
+PAYOUT_MINIMUM = env_decimal("PAYOUT_MINIMUM", "10")
+PAYOUT_MINIMUM_BY_CURRENCY = env_decimal_map("PAYOUT_MINIMUM_BY_CURRENCY", {"JPY": "1000", "KWD": "5"})
+# Who bears the platform's fee when money goes back to a buyer (a refund, a lost dispute): "refunded" (the platform
+# gives its fee back in proportion; the seller returns their share) or "kept" (the platform keeps its fee; the seller
+# returns the whole amount).
+# The currencies a seller may choose to be paid in (converted at the exchange rates of FX_RATES_FILE).
+PAYOUT_CURRENCIES = env_list("PAYOUT_CURRENCIES", PAYMENT_CURRENCIES)
+PLATFORM_FEE_ON_REFUND = env_str("PLATFORM_FEE_ON_REFUND", "refunded")
+if PLATFORM_FEE_ON_REFUND not in ("refunded", "kept"):
+    raise ImproperlyConfigured(f"PLATFORM_FEE_ON_REFUND must be refunded or kept, not {PLATFORM_FEE_ON_REFUND!r}")
 
 # --- Storefront API -------------------------------------------------------------------------------------------------
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)

@@ -45,3 +45,36 @@ class MixedCurrencies(InvalidInput):
 
     default_code = "checkout_mixed_currencies"
     default_message = "Every order of a checkout must be in the same currency."
+
+
+class OrderNotCaptured(Conflict):
+    default_code = "order_not_captured"
+    default_message = "The payment order was not captured."
+
+
+class OrderDisputed(Conflict):
+    default_code = "order_disputed"
+    default_message = "The payment order's charge is disputed; it cannot be refunded."
+
+
+class RefundExceedsCaptured(InvalidInput):
+    default_code = "refund_exceeds_captured"
+    default_message = "The refund is more than what is left to refund of the order."
+
+
+class RefundNotFound(NotFound):
+    default_message = "No refund with this id."
+
+
+class PayoutNotFound(NotFound):
+    default_message = "No payout with this id."
+
+
+class NothingToPayOut(Conflict):
+    default_code = "nothing_to_pay_out"
+    default_message = "No balance of this seller is above the payout minimum."
+
+
+class PayoutAccountMissing(Conflict):
+    default_code = "payout_account_missing"
+    default_message = "The seller has no payout account; set payout_account first."

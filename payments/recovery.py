@@ -10,6 +10,9 @@ payment; this is what makes sure none of them loses it.
 3. Dead letters whose order has reached a final state since (a webhook, a lookup): closed.
 4. Orders in flight past the alert threshold: an ERROR log line with their ids, and the count in the report.
 5. Webhook events waiting in the inbox: a drain is queued.
+6. Refunds and payouts, the same way: lost or ``UNKNOWN`` ones are queued again (their executor looks them up before
+   it sends again, under the same idempotency key); old ``PENDING`` refunds are looked up. Dead-lettered ones wait
+   for a person's replay.
 """
 
 from __future__ import annotations
@@ -26,11 +29,21 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from payments.execution import order_apply_result
-from payments.models import FINAL_STATUSES, DeadLetter, OrderStatus, PaymentOrder, WebhookEvent
+from payments.models import (
+    FINAL_STATUSES,
+    DeadLetter,
+    OrderStatus,
+    PaymentOrder,
+    Payout,
+    Refund,
+    RefundStatus,
+    WebhookEvent,
+)
 from payments.psp import payment_gateway
 from payments.psp.gateway import ChargeResult, PspConfigurationError, TransientPspError, UnknownPspOutcome
-from payments.retries import ORDER_EXECUTE_TASK
-from payments.services import executions_enqueue
+from payments.refunds import refund_apply_result
+from payments.retries import ORDER_EXECUTE_TASK, PAYOUT_EXECUTE_TASK, REFUND_EXECUTE_TASK
+from payments.services import executions_enqueue, tasks_enqueue
 from payments.webhooks import webhook_drain_request
 
 logger = logging.getLogger(__name__)
@@ -47,6 +60,9 @@ class SweepReport:
     letters_closed: int = 0
     overdue: int = 0
     webhooks_waiting: int = 0
+    refunds_requeued: list[str] = field(default_factory=list)
+    payouts_requeued: list[str] = field(default_factory=list)
+    refunds_settled: dict[str, str] = field(default_factory=dict)
 
 
 def recovery_sweep(*, now: datetime | None = None, limit: int = 500) -> SweepReport | None:
@@ -163,13 +179,56 @@ def _sweep(now: datetime, limit: int) -> SweepReport:
         PaymentOrder.objects.filter(payment_order_id__in=unchanged).update(updated_at=Now())
     if report.requeued:
         executions_enqueue(report.requeued)
-    if report.requeued or report.settled or report.letters_closed:
+    _money_out(report, now, limit)
+    if report.requeued or report.settled or report.letters_closed or report.refunds_requeued or report.payouts_requeued:
         logger.info(
             "recovery sweep",
             extra={
                 "requeued": len(report.requeued),
                 "settled": len(report.settled),
                 "letters_closed": report.letters_closed,
+                "refunds_requeued": len(report.refunds_requeued),
+                "payouts_requeued": len(report.payouts_requeued),
             },
         )
     return report
+
+
+def _money_out(report: SweepReport, now: datetime, limit: int) -> None:
+    """Step 6: refunds and payouts whose task was lost, or whose outcome is unknown, go back to their executor."""
+    stale = now - timedelta(seconds=settings.RECOVERY_STALE_SECONDS)
+    executing_stale = stale - timedelta(seconds=settings.PSP_RETRY_BACKOFF_MAX_SECONDS)
+    for model, id_field, task, requeued in (
+        (Refund, "refund_id", REFUND_EXECUTE_TASK, report.refunds_requeued),
+        (Payout, "payout_id", PAYOUT_EXECUTE_TASK, report.payouts_requeued),
+    ):
+        open_letter = DeadLetter.objects.filter(task=task, object_id=OuterRef(id_field), resolved_at__isnull=True)
+        lost = (
+            model.objects.filter(
+                Q(status__in=["NOT_STARTED", "UNKNOWN"], updated_at__lt=stale)
+                | Q(status="EXECUTING", updated_at__lt=executing_stale)
+            )
+            .exclude(Exists(open_letter))
+            .order_by("updated_at")
+            .values_list(id_field, flat=True)[:limit]
+        )
+        requeued.extend(lost)
+        if requeued:
+            model.objects.filter(**{f"{id_field}__in": requeued}).update(updated_at=Now())
+            tasks_enqueue(task, list(requeued))
+    waiting = Refund.objects.filter(
+        status=RefundStatus.PENDING, updated_at__lt=now - timedelta(seconds=settings.RECOVERY_PENDING_LOOKUP_SECONDS)
+    ).select_related("order")
+    for refund in waiting.order_by("updated_at")[: settings.RECOVERY_LOOKUPS_PER_SWEEP]:
+        try:
+            found = payment_gateway().refund_lookup(
+                refund_id=refund.refund_id, payment_intent=refund.order.psp_reference
+            )
+        except (TransientPspError, UnknownPspOutcome, PspConfigurationError):
+            logger.warning("refund lookup failed", extra={"refund_id": refund.refund_id}, exc_info=True)
+            continue
+        after = refund_apply_result(refund_id=refund.refund_id, result=found, actor=SWEEP_ACTOR) if found else refund
+        if after.status != refund.status:
+            report.refunds_settled[refund.refund_id] = after.status
+        else:
+            Refund.objects.filter(pk=refund.pk).update(updated_at=Now())

@@ -19,11 +19,13 @@ from django.utils import timezone
 
 from payments.models import DeadLetter
 from payments.psp.gateway import PspConfigurationError
-from payments.services import executions_enqueue
+from payments.services import tasks_enqueue
 
 logger = logging.getLogger(__name__)
 
 ORDER_EXECUTE_TASK = "payments.order_execute"
+REFUND_EXECUTE_TASK = "payments.refund_execute"
+PAYOUT_EXECUTE_TASK = "payments.payout_execute"
 WEBHOOK_TASK = "payments.webhook_event"
 
 
@@ -118,8 +120,8 @@ def dead_letter_replay(*, dead_letter_id: int, actor: str) -> bool:
         letter.resolved_at = timezone.now()
         letter.resolution = f"replayed by {actor}"
         letter.save(update_fields=["resolved_at", "resolution"])
-        if letter.task == ORDER_EXECUTE_TASK:
-            executions_enqueue([letter.object_id])
+        if letter.task in (ORDER_EXECUTE_TASK, REFUND_EXECUTE_TASK, PAYOUT_EXECUTE_TASK):
+            tasks_enqueue(letter.task, [letter.object_id])
         elif letter.task == WEBHOOK_TASK:
             from payments.webhooks import webhook_event_retry
 

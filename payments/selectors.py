@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.db.models import Prefetch
 
 from api.models import ApiClient
-from payments.errors import PaymentNotFound, PaymentOrderNotFound
-from payments.models import CAPTURED_STATUSES, PaymentEvent, PaymentOrder
+from payments.errors import PaymentNotFound, PaymentOrderNotFound, PayoutNotFound, RefundNotFound
+from payments.models import CAPTURED_STATUSES, PaymentEvent, PaymentOrder, Payout, Refund
 
 
 def payment_get(*, client: ApiClient, payment_id: str) -> PaymentEvent:
@@ -38,3 +38,18 @@ def seller_paid_by(*, client: ApiClient, seller_account: str) -> bool:
     return PaymentOrder.objects.filter(
         event__client=client, seller_id=seller_account, status__in=CAPTURED_STATUSES
     ).exists()
+
+
+def refund_get(*, client: ApiClient, refund_id: str) -> Refund:
+    refund = Refund.objects.filter(refund_id=refund_id, order__event__client=client).select_related("order").first()
+    if refund is None:
+        raise RefundNotFound()
+    return refund
+
+
+def payout_get(*, client: ApiClient, payout_id: str) -> Payout:
+    """A payout of a seller the client has paid: sellers are shared between the clients that paid them."""
+    payout = Payout.objects.filter(payout_id=payout_id).first()
+    if payout is None or not seller_paid_by(client=client, seller_account=payout.seller_id):
+        raise PayoutNotFound()
+    return payout

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import TypeVar, cast
 
 from django.db import connection, models, transaction
+from django.utils import timezone
 from djmoney.money import Money
 
 from api.models import ApiClient
@@ -15,6 +16,7 @@ from payments.errors import PaymentOrderIdTaken
 from payments.ids import new_public_id
 from payments.locks import order_lock
 from payments.models import CAPTURED_STATUSES, OrderStatus, PaymentEvent, PaymentOrder
+from wallets.fees import platform_fee
 from wallets.services import payin_post, sellers_ensure
 
 _M = TypeVar("_M", bound=models.Model)
@@ -186,36 +188,47 @@ def order_succeed(*, payment_order_id: str, psp_reference: str, actor: str, reas
 
 def order_capture(*, order: PaymentOrder, psp_reference: str, actor: str, reason: str = "") -> None:
     """SUCCESS and the pay-in posting, for an order whose row lock the caller holds in its open transaction."""
+    money = cast(Money, order.amount)
+    currency = money.currency.code
+    gross = to_minor(money.amount, currency)
     order.psp_reference = psp_reference or order.psp_reference
+    order.captured_at = timezone.now()
+    order.platform_fee = platform_fee(gross, currency)
     order.mark_success(actor=actor, reason=reason)
     order.save()
-    money = cast(Money, order.amount)
     payin_post(
         seller_account=order.seller_id,
-        currency=money.currency.code,
-        gross=to_minor(money.amount, money.currency.code),
+        currency=currency,
+        gross=gross,
         reference=order.payment_order_id,
         actor=actor,
+        fee=order.platform_fee,
     )
 
 
 def executions_enqueue(payment_order_ids: Iterable[str]) -> None:
     """Queue the executor for these orders once the current transaction commits (at once outside one): the sweep's
-    and a replay's way. A message that cannot be published (the broker is down) is logged and left: the order stays
-    where it is and the next sweep sends it."""
-    ids = list(payment_order_ids)
-    transaction.on_commit(lambda: _publish_executions(ids))
+    and a replay's way."""
+    tasks_enqueue("payments.order_execute", list(payment_order_ids))
 
 
-def _publish_executions(payment_order_ids: list[str]) -> None:
-    from payments.tasks import order_execute
+def tasks_enqueue(task_name: str, object_ids: list[str]) -> None:
+    """Queue ``task_name`` for each id once the current transaction commits. A message that cannot be published
+    (the broker is down) is logged and left: the object stays where it is and the recovery sweep sends it."""
+    transaction.on_commit(lambda: _publish(task_name, object_ids))
 
-    for payment_order_id in payment_order_ids:
+
+def _publish(task_name: str, object_ids: list[str]) -> None:
+    from payments import tasks
+
+    task = tasks.BY_NAME[task_name]
+    for object_id in object_ids:
         try:
-            order_execute.apply_async((payment_order_id,), retry=False)
+            task.apply_async((object_id,), retry=False)
         except Exception:
             logger.warning(
-                "could not queue the executor; the recovery sweep will send the order",
-                extra={"payment_order_id": payment_order_id},
+                "could not queue %s; the recovery sweep will send it",
+                task_name,
+                extra={"task": task_name, "object_id": object_id},
                 exc_info=True,
             )

@@ -22,10 +22,12 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from payments.disputes import dispute_apply
 from payments.execution import order_apply_result
-from payments.models import PaymentOrder, WebhookEvent
+from payments.models import PaymentOrder, Refund, WebhookEvent
 from payments.psp import payment_gateway
 from payments.psp.gateway import PspNotice
+from payments.refunds import refund_apply_result
 from payments.retries import WEBHOOK_TASK, capped_backoff, dead_letter_record
 
 logger = logging.getLogger(__name__)
@@ -198,6 +200,13 @@ def _process_locked(event: WebhookEvent) -> bool:
 
 
 def _apply(notice: PspNotice) -> str:
+    if notice.dispute is not None:
+        return dispute_apply(notice=notice.dispute, actor=WEBHOOK_ACTOR)
+    if notice.refund_result is not None:
+        if not Refund.objects.filter(refund_id=notice.refund_id).exists():
+            return "ignored: no refund of ours"
+        refund = refund_apply_result(refund_id=notice.refund_id, result=notice.refund_result, actor=WEBHOOK_ACTOR)
+        return f"refund {refund.refund_id} {refund.status}"
     if notice.result is None:
         return f"ignored: {notice.note}"
     if notice.payment_order_id:

@@ -89,18 +89,20 @@ WITH ledger AS (
            coalesce(sum(CASE e.side WHEN 'C' THEN e.amount ELSE -e.amount END)
                     FILTER (WHERE wa.bucket = %(available)s), 0) AS available,
            coalesce(sum(CASE e.side WHEN 'C' THEN e.amount ELSE -e.amount END)
-                    FILTER (WHERE wa.bucket = %(reserved)s), 0) AS reserved
+                    FILTER (WHERE wa.bucket = %(reserved)s), 0) AS reserved,
+           coalesce(sum(CASE e.side WHEN 'C' THEN e.amount ELSE -e.amount END)
+                    FILTER (WHERE wa.bucket = %(held)s), 0) AS held
     FROM wallets_walletaccount wa
     LEFT JOIN ledger_entry e ON e.account_id = wa.account_id
     GROUP BY wa.wallet_id
 )
-SELECT w.id, w.seller_account, w.currency, w.pending, w.available, w.reserved,
-       coalesce(l.pending, 0), coalesce(l.available, 0), coalesce(l.reserved, 0),
+SELECT w.id, w.seller_account, w.currency, w.pending, w.available, w.reserved, w.held,
+       coalesce(l.pending, 0), coalesce(l.available, 0), coalesce(l.reserved, 0), coalesce(l.held, 0),
        count(*) OVER () AS total
 FROM wallets_wallet w
 LEFT JOIN ledger l ON l.wallet_id = w.id
-WHERE (w.pending, w.available, w.reserved)
-      IS DISTINCT FROM (coalesce(l.pending, 0), coalesce(l.available, 0), coalesce(l.reserved, 0))
+WHERE (w.pending, w.available, w.reserved, w.held)
+      IS DISTINCT FROM (coalesce(l.pending, 0), coalesce(l.available, 0), coalesce(l.reserved, 0), coalesce(l.held, 0))
 ORDER BY w.id
 LIMIT %(limit)s
 """
@@ -189,13 +191,14 @@ def unbalanced_currencies(*, limit: int) -> CheckResult:
 
 
 def wallets_off_ledger(*, limit: int) -> CheckResult:
-    """Wallets whose pending, available or reserved differ from the balances of the accounts mapped to them."""
+    """Wallets whose pending, available, reserved or held differ from the balances of the accounts mapped to them."""
     rows = _fetch(
         _WALLETS_OFF_LEDGER,
         {
             "pending": Bucket.PENDING.value,
             "available": Bucket.AVAILABLE.value,
             "reserved": Bucket.RESERVED.value,
+            "held": Bucket.HELD.value,
             "limit": limit,
         },
     )
@@ -206,11 +209,29 @@ def wallets_off_ledger(*, limit: int) -> CheckResult:
                 "wallet_id": wallet_id,
                 "seller_account": seller,
                 "currency": currency,
-                "wallet": {"pending": pending, "available": available, "reserved": reserved},
-                "ledger": {"pending": int(l_pending), "available": int(l_available), "reserved": int(l_reserved)},
+                "wallet": {"pending": pending, "available": available, "reserved": reserved, "held": held},
+                "ledger": {
+                    "pending": int(l_pending),
+                    "available": int(l_available),
+                    "reserved": int(l_reserved),
+                    "held": int(l_held),
+                },
             },
         }
-        for wallet_id, seller, currency, pending, available, reserved, l_pending, l_available, l_reserved, _ in rows
+        for (
+            wallet_id,
+            seller,
+            currency,
+            pending,
+            available,
+            reserved,
+            held,
+            l_pending,
+            l_available,
+            l_reserved,
+            l_held,
+            _,
+        ) in rows
     ]
     return CheckResult(WALLETS_MATCH_LEDGER, rows[0][-1] if rows else 0, violations)
 

@@ -182,8 +182,8 @@ def test_a_wallet_mapped_after_its_account_was_posted_to_differs_from_its_ledger
                 "wallet_id": wallet.pk,
                 "seller_account": "seller_late",
                 "currency": "EUR",
-                "wallet": {"pending": 0, "available": 0, "reserved": 0},
-                "ledger": {"pending": 950, "available": 0, "reserved": 0},
+                "wallet": {"pending": 0, "available": 0, "reserved": 0, "held": 0},
+                "ledger": {"pending": 950, "available": 0, "reserved": 0, "held": 0},
             },
         }
     ]

@@ -16,7 +16,7 @@ from wallets.services import sellers_ensure
 
 pytestmark = pytest.mark.django_db
 
-ALLOWED_EDGES = importlib.import_module("payments.migrations.0002_status_guards").ALLOWED_EDGES
+ALLOWED_EDGES = importlib.import_module("payments.migrations.0005_refunds_payouts_disputes").ALLOWED_EDGES
 
 ACTOR = "test"
 TRANSITIONS = [
@@ -27,6 +27,8 @@ TRANSITIONS = [
     "mark_failed",
     "refund_partially",
     "refund_fully",
+    "refund_revert_to_success",
+    "refund_revert_to_partial",
 ]
 # The shortest legal path from NOT_STARTED to each state, so a test reaches a state only through transitions.
 PATH_TO = {

@@ -72,8 +72,8 @@ def test_a_client_reads_the_balance_of_a_seller_it_paid(api: APIClient, post_pay
     assert response.json() == {
         "seller_account": "seller_b1",
         "balances": [
-            {"currency": "EUR", "pending": "9.50", "available": "0.00", "reserved": "0.00"},
-            {"currency": "JPY", "pending": "665", "available": "0", "reserved": "0"},
+            {"currency": "EUR", "pending": "9.50", "available": "0.00", "reserved": "0.00", "held": "0.00"},
+            {"currency": "JPY", "pending": "665", "available": "0", "reserved": "0", "held": "0"},
         ],
     }
 

@@ -19,3 +19,19 @@ def platform_fee(gross: int, currency: str) -> int:
     percent_part = (Decimal(gross) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
     fixed_part = int(settings.PLATFORM_FEE_FIXED.get(currency, 0))
     return min(gross, int(percent_part) + fixed_part)
+
+
+def fee_part_returned(*, gross: int, fee: int, returned_before: int, fee_returned_before: int, amount: int) -> int:
+    """The platform fee's part of ``amount`` going back to a buyer (a refund, a lost dispute) out of a charge of
+    ``gross`` on which the platform took ``fee``, after ``returned_before`` went back already carrying
+    ``fee_returned_before`` of the fee.
+
+    PLATFORM_FEE_ON_REFUND "kept": nothing, the seller returns it all. "refunded": the fee in proportion, computed on
+    the running total (rounded half up) rather than per return, so that however a charge is returned in parts, the
+    parts of the fee add up to exactly the fee once it is all returned. The rest of ``amount`` is the seller's.
+    """
+    if settings.PLATFORM_FEE_ON_REFUND == "kept" or gross == 0:
+        return 0
+    returned_after = returned_before + amount
+    fee_after = (Decimal(fee) * returned_after / gross).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return max(0, min(amount, int(fee_after) - fee_returned_before))

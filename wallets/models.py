@@ -17,6 +17,10 @@ class Seller(models.Model):
 
     account = models.CharField(max_length=64, unique=True)
     display_name = models.CharField(max_length=200, blank=True)
+    # Where payouts go: the seller's account at the payout provider (a Stripe connected account, ``acct_…``); no
+    # payout is sent until it is set. And the currency the seller is paid in, when not their wallet's own.
+    payout_account = models.CharField(max_length=255, blank=True, default="", db_default="")
+    payout_currency = models.CharField(max_length=3, blank=True, default="", db_default="")
     created_at = models.DateTimeField(db_default=Now())
 
     def __str__(self) -> str:
@@ -24,11 +28,13 @@ class Seller(models.Model):
 
 
 class Bucket(models.TextChoices):
-    """Where a seller's money stands: pending until released, then available, reserved while a payout runs."""
+    """Where a seller's money stands: pending until released, then available, reserved while a payout runs, held
+    while a buyer disputes the charge it came from."""
 
     PENDING = "pending"
     AVAILABLE = "available"
     RESERVED = "reserved"
+    HELD = "held"
 
 
 class Wallet(models.Model):
@@ -37,6 +43,10 @@ class Wallet(models.Model):
     PostgreSQL keeps it so (migrations 0003 and 0005): every ledger entry on one of the wallet's accounts updates it
     in the same statement, under the row's lock, and any other UPDATE of its amounts is refused. The CHECKs are what
     stop a payout from spending money the seller does not have, whatever the race.
+
+    ``available`` is the one bucket that may be negative: money taken back from a seller after it was paid out (a
+    refund, a dispute) is a debt, netted off by the funds released next (migration 0006). Only those postings may
+    take it below zero; a payout reservation that would is refused like a CHECK violation.
     """
 
     seller = models.ForeignKey(
@@ -46,14 +56,15 @@ class Wallet(models.Model):
     pending = models.BigIntegerField(default=0, db_default=0)  # minor units
     available = models.BigIntegerField(default=0, db_default=0)
     reserved = models.BigIntegerField(default=0, db_default=0)
+    held = models.BigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["seller", "currency"], name="wallet_one_per_seller_currency"),
             models.CheckConstraint(condition=models.Q(pending__gte=0), name="wallet_pending_not_negative"),
-            models.CheckConstraint(condition=models.Q(available__gte=0), name="wallet_available_not_negative"),
             models.CheckConstraint(condition=models.Q(reserved__gte=0), name="wallet_reserved_not_negative"),
+            models.CheckConstraint(condition=models.Q(held__gte=0), name="wallet_held_not_negative"),
         ]
 
     def __str__(self) -> str:

@@ -13,12 +13,13 @@ class WalletBalance:
     pending: int  # minor units
     available: int
     reserved: int
+    held: int
 
 
 def wallet_balances(*, seller_account: str) -> list[WalletBalance]:
     """The seller's balances per currency, from the wallet rows (kept equal to the ledger by PostgreSQL)."""
     rows = Wallet.objects.filter(seller_id=seller_account).order_by("currency")
-    return [WalletBalance(w.currency, w.pending, w.available, w.reserved) for w in rows]
+    return [WalletBalance(w.currency, w.pending, w.available, w.reserved, w.held) for w in rows]
 
 
 def wallet_ledger_balances(*, seller_account: str, currency: str) -> WalletBalance:

@@ -14,6 +14,9 @@ from wallets.models import Bucket, Seller, Wallet, WalletAccount
 
 # The journal kind of a pay-in posting; its reference is the payment_order_id.
 PAYIN_KIND = "payin"
+# The postings that may take a seller's available balance below zero: money taken back after it was paid out.
+# Migration 0006 holds PostgreSQL to the same list.
+DEBT_KINDS = ("refund", "dispute_hold")
 
 # Seller accounts this process has seen committed. Sellers are never deleted (orders protect them), so a seller seen
 # once exists for good, and most payments name sellers we know: they skip the INSERT entirely.
@@ -51,6 +54,30 @@ def platform_fees_account(currency: str) -> AccountRef:
     return AccountRef(f"platform_fees:{currency}", AccountType.REVENUE, currency)
 
 
+def psp_fees_account(currency: str) -> AccountRef:
+    return AccountRef(f"psp_fees:{currency}", AccountType.EXPENSE, currency)
+
+
+def suspense_account(currency: str) -> AccountRef:
+    """Differences nobody can explain yet, awaiting a person (DESIGN.md "Ledger")."""
+    return AccountRef(f"suspense:{currency}", AccountType.ASSET, currency)
+
+
+def post_guarded(*, kind: str, reference: str, lines: list[Line], actor: str, seller_account: str) -> Posting:
+    """``journal_post`` for a posting that takes from a seller's guarded buckets: a wallet's CHECK (or its
+    available-balance guard) refusing the posting becomes InsufficientFunds, and the savepoint keeps the caller's
+    transaction usable after it."""
+    try:
+        with transaction.atomic():
+            return journal_post(kind=kind, reference=reference, lines=lines, actor=actor)
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) or ""
+        if not constraint.startswith("wallet_") or not constraint.endswith("_not_negative"):
+            raise
+        bucket = constraint.removeprefix("wallet_").removesuffix("_not_negative")
+        raise InsufficientFunds(f"{seller_account} has too little {bucket} for {kind} {reference}") from exc
+
+
 def wallet_ensure(*, seller_account: str, currency: str) -> None:
     """Create the seller's wallet in ``currency`` and map its three ledger accounts, before anything posts to them."""
     if (seller_account, currency) in _known_wallets:
@@ -82,10 +109,13 @@ class PayinSplit:
         return self.gross - self.fee
 
 
-def payin_post(*, seller_account: str, currency: str, gross: int, reference: str, actor: str) -> Posting:
+def payin_post(
+    *, seller_account: str, currency: str, gross: int, reference: str, actor: str, fee: int | None = None
+) -> Posting:
     """A captured charge (DESIGN.md "Pay-in success"): PSP clearing is owed the gross, the seller's pending funds get
-    their share, the platform its fee. Idempotent per ``reference`` (the payment_order_id)."""
-    split = PayinSplit(gross=gross, fee=platform_fee(gross, currency))
+    their share, the platform its fee (``fee``, else the fee settings' today). Idempotent per ``reference`` (the
+    payment_order_id)."""
+    split = PayinSplit(gross=gross, fee=platform_fee(gross, currency) if fee is None else fee)
     lines = [Line(psp_clearing_account(currency), Side.DEBIT, gross)]
     if split.seller_share:
         lines.append(Line(wallet_account(seller_account, currency, Bucket.PENDING), Side.CREDIT, split.seller_share))
@@ -107,13 +137,28 @@ def funds_release(*, seller_account: str, currency: str, amount: int, reference:
         Line(wallet_account(seller_account, currency, Bucket.AVAILABLE), Side.CREDIT, amount),
     ]
     wallet_ensure(seller_account=seller_account, currency=currency)
-    try:
-        with transaction.atomic():
-            # The reference names the release within this seller's wallet: two sellers' releases never collide.
-            return journal_post(
-                kind="release", reference=f"{seller_account}:{currency}:{reference}", lines=lines, actor=actor
-            )
-    except IntegrityError as exc:
-        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != "wallet_pending_not_negative":
-            raise
-        raise InsufficientFunds(f"{seller_account} has less than {amount} pending in {currency}") from exc
+    # The reference names the release within this seller's wallet: two sellers' releases never collide.
+    return post_guarded(
+        kind="release",
+        reference=f"{seller_account}:{currency}:{reference}",
+        lines=lines,
+        actor=actor,
+        seller_account=seller_account,
+    )
+
+
+def seller_payout_settings_update(
+    *, seller_account: str, payout_account: str | None = None, payout_currency: str | None = None
+) -> Seller:
+    """Set where the seller's payouts go and in which currency; a field not given stays as it is."""
+    seller = Seller.objects.get(account=seller_account)
+    changed = []
+    if payout_account is not None:
+        seller.payout_account = payout_account
+        changed.append("payout_account")
+    if payout_currency is not None:
+        seller.payout_currency = payout_currency
+        changed.append("payout_currency")
+    if changed:
+        seller.save(update_fields=changed)
+    return seller

@@ -315,8 +315,12 @@ def _next_action_url(order: PaymentOrder) -> str | None:
 class BalanceOutput(serializers.Serializer):
     currency = serializers.CharField()
     pending = serializers.CharField(help_text="Funds awaiting release (delivery confirmed or hold period over).")
-    available = serializers.CharField(help_text="Funds the next payout may pay.")
+    available = serializers.CharField(
+        help_text="Funds the next payout may pay. Negative when money was taken back after a payout: the seller owes "
+        "it, and the next released funds net it off."
+    )
     reserved = serializers.CharField(help_text="Funds held by a payout in progress.")
+    held = serializers.CharField(help_text="Funds held while a buyer disputes the charge they came from.")
 
 
 class SellerBalanceOutput(serializers.Serializer):
@@ -336,6 +340,7 @@ def seller_balance_representation(seller_account: str, balances: list[WalletBala
                 "pending": major(b.pending, b.currency),
                 "available": major(b.available, b.currency),
                 "reserved": major(b.reserved, b.currency),
+                "held": major(b.held, b.currency),
             }
             for b in balances
         ],

@@ -112,6 +112,12 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
     failure_code = models.CharField(max_length=100, blank=True, default="", db_default="")
     failure_reason = models.TextField(blank=True, default="", db_default="")
     attempts = models.PositiveIntegerField(default=0, db_default=0)
+    # Set with SUCCESS: when the charge was captured, and the platform's fee on it (minor units) as it was then, so
+    # that refunds and disputes split by the fee actually taken, whatever the fee settings say later.
+    captured_at = models.DateTimeField(null=True, blank=True)
+    platform_fee = models.BigIntegerField(null=True, blank=True)
+    # When the seller's share moved from pending to available (delivery confirmed, or the hold period passed).
+    released_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
@@ -133,6 +139,12 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
                 fields=["psp_reference"], condition=~models.Q(psp_reference=""), name="order_psp_reference_idx"
             ),
             models.Index(fields=["psp_token"], condition=~models.Q(psp_token=""), name="order_psp_token_idx"),
+            # What the hold-period release looks for: captured, not yet released, oldest first.
+            models.Index(
+                fields=["captured_at"],
+                condition=models.Q(released_at__isnull=True, captured_at__isnull=False),
+                name="order_unreleased_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -198,6 +210,15 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=[OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED], target=OrderStatus.REFUNDED)
     def refund_fully(self, *, actor: str, reason: str = "") -> None:
         pass
+
+    # A refund booked when it was sent failed at the PSP afterwards: the money stayed with us, and so does the sale.
+    @transition(field=status, source=[OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED], target=OrderStatus.SUCCESS)
+    def refund_revert_to_success(self, *, actor: str, reason: str = "") -> None:
+        """No other refund of the order stands."""
+
+    @transition(field=status, source=OrderStatus.REFUNDED, target=OrderStatus.PARTIALLY_REFUNDED)
+    def refund_revert_to_partial(self, *, actor: str, reason: str = "") -> None:
+        """Other refunds of the order still stand."""
 
 
 class OrderTransition(models.Model):
