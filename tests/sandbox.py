@@ -28,6 +28,8 @@ import stripe
 from django.conf import settings
 from django.db import connection
 
+from payments.psp.stripe import StripeGateway, stripe_client
+
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -120,6 +122,14 @@ def sandbox(django_db_setup: None) -> Iterator[Sandbox]:
     # django_db_setup has pointed the connection at the test database by now; the sandbox must use the same one.
     with running_sandbox(database=database_url(connection.settings_dict)) as running:
         yield running
+
+
+@pytest.fixture
+def gateway(sandbox: Sandbox, settings: Any) -> StripeGateway:
+    """The project's Stripe adapter on the sandbox, configured the way production is: only the API base differs
+    between the sandbox and real Stripe."""
+    settings.STRIPE_API_BASE = sandbox.url
+    return StripeGateway(stripe_client())
 
 
 def _free_port() -> int:

@@ -14,13 +14,6 @@ from tests.sandbox import Sandbox, make_client
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def gateway(sandbox: Sandbox, settings: Any) -> StripeGateway:
-    # Configured the way production is: only the API base differs between the sandbox and real Stripe.
-    settings.STRIPE_API_BASE = sandbox.url
-    return StripeGateway(stripe_client())
-
-
 def test_a_successful_charge_carries_the_psp_reference(gateway: StripeGateway) -> None:
     result = gateway.charge(payment_order_id=unique("po"), amount=1999, currency="EUR", payment_method="pm_card_visa")
 

@@ -263,11 +263,11 @@ def test_an_event_whose_handler_fails_is_kept_with_its_error(executing_order: Ca
 
 @pytest.mark.django_db
 def test_events_we_do_not_act_on_are_stored_and_marked_ignored() -> None:
-    event = {"id": unique("evt"), "type": "charge.dispute.closed", "data": {"object": {"id": "dp_1"}}}
+    event = {"id": unique("evt"), "type": "customer.created", "data": {"object": {"id": "cus_1"}}}
     deliver(event)
     stored = WebhookEvent.objects.get(event_id=event["id"])
 
-    assert webhook_event_process(event_id=str(stored.pk)) == "ignored: no handler for charge.dispute.closed"
+    assert webhook_event_process(event_id=str(stored.pk)) == "ignored: no handler for customer.created"
     stored.refresh_from_db()
     assert stored.processed_at is not None
 

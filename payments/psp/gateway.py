@@ -1,4 +1,5 @@
-"""What the executor needs from a PSP, whichever PSP it is (DESIGN.md "Pay-in"; the seeds' "PSP integration").
+"""What the executor needs from a PSP, whichever PSP it is (DESIGN.md "Pay-in"; the seeds' "PSP integration"), and
+what refunds, payouts and disputes need from it.
 
 Every outcome falls in one of three classes, because each asks for a different reaction (DESIGN.md "Failures"):
 a result (the charge succeeded, failed for good, or is still in progress at the PSP); a transient error (nothing
@@ -60,15 +61,63 @@ class VerifiedEvent:
     object_id: str
 
 
+class RefundStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"  # the PSP accepted it and finishes later
+    FAILED = "failed"  # permanent: the PSP refused it (charge disputed, amount too large, ...) or it failed later
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    status: RefundStatus
+    psp_reference: str = ""  # re_…
+    failure_code: str = ""
+    failure_message: str = ""
+
+
+class TransferStatus(enum.StrEnum):
+    PAID = "paid"
+    FAILED = "failed"  # permanent: unknown destination account, balance insufficient, invalid request
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    status: TransferStatus
+    psp_reference: str = ""  # tr_…
+    failure_code: str = ""
+    failure_message: str = ""
+
+
+class DisputeStatus(enum.StrEnum):
+    OPEN = "open"  # funds withdrawn, outcome pending (Stripe: warning_needs_response, needs_response, under_review…)
+    WON = "won"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class DisputeNotice:
+    dispute_id: str  # dp_…
+    payment_intent: str  # pi_… of the disputed charge
+    amount: int  # minor units disputed
+    currency: str  # upper case, e.g. "EUR"
+    fee: int  # the PSP's dispute fee withdrawn, minor units (sum over its withdrawal balance transactions; 0 if none)
+    status: DisputeStatus
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class PspNotice:
-    """What a PSP event says about our orders, in our terms. ``result`` is None for an event that changes nothing
-    of ours (a refund, a failed attempt the buyer may still retry on the hosted page, a type we do not use)."""
+    """What a PSP event says about our orders, refunds and disputes, in our terms. All of ``result``,
+    ``refund_result`` and ``dispute`` are None for an event that changes nothing of ours (a failed attempt the buyer
+    may still retry on the hosted page, a refund someone else made, a transfer, a type we do not use)."""
 
     result: ChargeResult | None = None
     payment_order_id: str = ""  # a charge made by the executor: the order it was for
     checkout_token: str = ""  # a hosted-page payment: the session token, stored on every order of the payment
     note: str = ""  # why nothing applies, for the inbox's outcome
+    refund_id: str = ""  # our refund id, from the refund's metadata["refund_id"]
+    refund_result: RefundResult | None = None
+    dispute: DisputeNotice | None = None
 
 
 @dataclass(frozen=True)
@@ -122,5 +171,27 @@ class PaymentGateway(Protocol):
         ...
 
     def webhook_notice(self, *, payload: str) -> PspNotice:
-        """Read a stored, verified event into what it means for our orders."""
+        """Read a stored, verified event into what it means for our orders, refunds and disputes."""
+        ...
+
+    def refund(
+        self, *, refund_id: str, payment_intent: str, amount: int, currency: str, payment_order_id: str
+    ) -> RefundResult:
+        """Refund ``amount`` minor units of the charge of ``payment_intent`` once per ``refund_id``, which is the PSP's
+        idempotency key. A refusal (disputed charge, more than is left) is a FAILED result, never an exception."""
+        ...
+
+    def refund_lookup(self, *, refund_id: str, payment_intent: str) -> RefundResult | None:
+        """What the PSP knows of our refund ``refund_id`` of ``payment_intent``, or None when it has never seen it."""
+        ...
+
+    def transfer(
+        self, *, payout_id: str, destination: str, amount: int, currency: str, description: str = ""
+    ) -> TransferResult:
+        """Move ``amount`` minor units to the connected account ``destination`` once per ``payout_id``, which is the
+        PSP's idempotency key. A refusal (unknown account, balance short) is a FAILED result, never an exception."""
+        ...
+
+    def transfer_lookup(self, *, payout_id: str) -> TransferResult | None:
+        """What the PSP knows of the transfer for ``payout_id``, or None when it has never seen it."""
         ...

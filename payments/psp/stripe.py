@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import stripe
 from django.conf import settings
+from stripe.params import TransferCreateParams
 
 from payments.psp.gateway import (
     ChargeResult,
     ChargeStatus,
     CheckoutItem,
+    DisputeNotice,
+    DisputeStatus,
     HostedCheckout,
     InvalidWebhook,
     PspConfigurationError,
     PspNotice,
+    RefundResult,
+    RefundStatus,
+    TransferResult,
+    TransferStatus,
     TransientPspError,
     UnknownPspOutcome,
     VerifiedEvent,
@@ -29,6 +36,21 @@ from payments.psp.gateway import (
 
 # PaymentIntent statuses that mean "not finished yet" (3-D Secure, review, an asynchronous method).
 _IN_PROGRESS = {"requires_action", "processing", "requires_capture", "requires_confirmation"}
+
+# Refund statuses that are final failures: the money stayed with the platform. Any other status but succeeded
+# (pending, requires_action) is a refund accepted and finished later: never call a refund failed the PSP did not.
+_REFUND_FAILED = {"failed", "canceled"}
+
+# Refund events whose object is a refund; Stripe's older charge.refund.updated is one of them.
+_REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+
+# Closed dispute statuses that cost us nothing: a dispute won, and an inquiry that closed without a chargeback.
+_DISPUTE_NOT_LOST = {"won", "warning_closed"}
+
+R = TypeVar("R")
+
+# Objects per page of a list call: Stripe's largest page, so a lookup makes one call in all but rare cases.
+LIST_PAGE_SIZE = 100
 
 
 def stripe_client() -> stripe.StripeClient:
@@ -72,15 +94,9 @@ class StripeGateway:
             )
         except stripe.CardError as exc:
             return _declined(exc)
-        except stripe.InvalidRequestError as exc:
-            # Permanent for this order (an unknown payment method, an amount the PSP refuses): no retry can help.
-            return ChargeResult(
-                ChargeStatus.FAILED,
-                failure_code=exc.code or "invalid_request",
-                failure_message=str(exc.user_message or exc),
-            )
         except stripe.StripeError as exc:
-            raise _classify(exc) from exc
+            # Refused for this order (an unknown payment method, an amount the PSP refuses): no retry can help.
+            return _refusal_or_raise(exc, functools.partial(ChargeResult, ChargeStatus.FAILED))
         return _result(intent.to_dict())
 
     def lookup(self, *, payment_order_id: str) -> ChargeResult | None:
@@ -91,6 +107,69 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _classify(exc) from exc
         return _result(found.data[0].to_dict()) if found.data else None
+
+    def refund(
+        self, *, refund_id: str, payment_intent: str, amount: int, currency: str, payment_order_id: str
+    ) -> RefundResult:
+        # ``currency`` is not sent: a Stripe refund is always in its charge's currency.
+        try:
+            refund = self.client.v1.refunds.create(
+                {
+                    "payment_intent": payment_intent,
+                    "amount": amount,
+                    "metadata": {"refund_id": refund_id, "payment_order_id": payment_order_id},
+                },
+                {"idempotency_key": refund_id},
+            )
+        except stripe.StripeError as exc:
+            # Refused for this refund (the charge is disputed, already refunded, or has less left than asked).
+            return _refusal_or_raise(exc, functools.partial(RefundResult, RefundStatus.FAILED))
+        return _refund_result(refund.to_dict())
+
+    def refund_lookup(self, *, refund_id: str, payment_intent: str) -> RefundResult | None:
+        try:
+            refunds = self.client.v1.refunds.list({"payment_intent": payment_intent, "limit": LIST_PAGE_SIZE})
+            # Every page, through the list's cursor: a charge may have been refunded in more parts than fit in one.
+            for refund in refunds.auto_paging_iter():
+                found = refund.to_dict()
+                if (found.get("metadata") or {}).get("refund_id") == refund_id:
+                    return _refund_result(found)
+        except stripe.StripeError as exc:
+            raise _classify(exc) from exc
+        return None
+
+    def transfer(
+        self, *, payout_id: str, destination: str, amount: int, currency: str, description: str = ""
+    ) -> TransferResult:
+        params: TransferCreateParams = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "destination": destination,
+            "transfer_group": payout_id,
+            "metadata": {"payout_id": payout_id},
+        }
+        if description:
+            params["description"] = description
+        try:
+            transfer = self.client.v1.transfers.create(params, {"idempotency_key": payout_id})
+        except stripe.StripeError as exc:
+            # Refused for this payout (an unknown destination account, a balance too short for it).
+            return _refusal_or_raise(exc, functools.partial(TransferResult, TransferStatus.FAILED))
+        return _transfer_result(transfer.to_dict())
+
+    def transfer_lookup(self, *, payout_id: str) -> TransferResult | None:
+        try:
+            transfers = self.client.v1.transfers.list({"transfer_group": payout_id, "limit": LIST_PAGE_SIZE})
+            found = [
+                _transfer_result(transfer)
+                for transfer in (listed.to_dict() for listed in transfers.auto_paging_iter())
+                if (transfer.get("metadata") or {}).get("payout_id") == payout_id
+            ]
+        except stripe.StripeError as exc:
+            raise _classify(exc) from exc
+        # One transfer per payout under its idempotency key; should a second exist, a paid one is what happened.
+        found.sort(key=lambda result: result.status != TransferStatus.PAID)
+        return found[0] if found else None
 
     def checkout_create(
         self,
@@ -196,6 +275,24 @@ class StripeGateway:
                 ChargeStatus.FAILED, failure_code="payment_failed", failure_message="The asynchronous payment failed."
             )
             return PspNotice(result=failure, checkout_token=obj["id"])
+        if event_type in _REFUND_EVENTS:
+            refund_id = (obj.get("metadata") or {}).get("refund_id")
+            if not refund_id:
+                return PspNotice(note=f"refund {obj['id']} is not ours: no refund_id in its metadata")
+            return PspNotice(refund_id=refund_id, refund_result=_refund_result(obj))
+        if event_type == "charge.refunded":
+            return PspNotice(note="the charge's refund events carry each refund's result")
+        if event_type in ("charge.dispute.created", "charge.dispute.funds_withdrawn"):
+            # The same notice twice for one dispute: the consumer applies a dispute once, whichever comes first.
+            return PspNotice(dispute=_dispute_notice(obj, DisputeStatus.OPEN))
+        if event_type == "charge.dispute.closed":
+            return PspNotice(dispute=_dispute_notice(obj, _closed_dispute_status(obj["status"])))
+        if event_type == "charge.dispute.funds_reinstated":
+            return PspNotice(note="the dispute's closed event carries its outcome")
+        if event_type == "charge.dispute.updated":
+            return PspNotice(note="a dispute's evidence or metadata changed; its money did not")
+        if event_type.startswith("transfer."):
+            return PspNotice(note="payouts are settled by the PSP's answer to the transfer and by lookups")
         return PspNotice(note=f"no handler for {event_type}")
 
 
@@ -229,6 +326,60 @@ def _result(intent: Mapping[str, Any]) -> ChargeResult:
     )
 
 
+def _refund_result(refund: Mapping[str, Any]) -> RefundResult:
+    status = refund["status"]
+    if status == "succeeded":
+        return RefundResult(RefundStatus.SUCCEEDED, psp_reference=refund["id"])
+    if status not in _REFUND_FAILED:
+        return RefundResult(RefundStatus.PENDING, psp_reference=refund["id"])
+    reason = refund.get("failure_reason") or status
+    return RefundResult(
+        RefundStatus.FAILED,
+        psp_reference=refund["id"],
+        failure_code=reason,
+        failure_message=f"refund {status}: {reason}",
+    )
+
+
+def _transfer_result(transfer: Mapping[str, Any]) -> TransferResult:
+    if transfer.get("reversed"):
+        # Reversed in full: the money came back to the platform, the seller got nothing from it.
+        return TransferResult(
+            TransferStatus.FAILED,
+            psp_reference=transfer["id"],
+            failure_code="reversed",
+            failure_message="The transfer was reversed in full.",
+        )
+    return TransferResult(TransferStatus.PAID, psp_reference=transfer["id"])
+
+
+def _closed_dispute_status(status: str) -> DisputeStatus:
+    if status in _DISPUTE_NOT_LOST:
+        return DisputeStatus.WON
+    if status == "lost":
+        return DisputeStatus.LOST
+    return DisputeStatus.OPEN  # not a closing status: nothing is decided yet
+
+
+def _dispute_notice(dispute: Mapping[str, Any], status: DisputeStatus) -> DisputeNotice:
+    # Stripe always expands a dispute's balance transactions: the withdrawal (category "dispute") carries the dispute
+    # fee, a reinstatement ("dispute_reversal") gives it back; the fee withdrawn is the withdrawals' alone.
+    fee = sum(
+        txn.get("fee") or 0
+        for txn in dispute.get("balance_transactions") or []
+        if isinstance(txn, Mapping) and txn.get("reporting_category") == "dispute"
+    )
+    return DisputeNotice(
+        dispute_id=dispute["id"],
+        payment_intent=dispute.get("payment_intent") or "",
+        amount=dispute["amount"],
+        currency=dispute["currency"].upper(),
+        fee=fee,
+        status=status,
+        reason=dispute.get("reason") or "",
+    )
+
+
 def _action_url(intent: Mapping[str, Any]) -> str:
     next_action = intent.get("next_action") or {}
     redirect = next_action.get("redirect_to_url") or {}
@@ -247,6 +398,14 @@ def _declined(exc: stripe.CardError) -> ChargeResult:
         failure_code=(error.decline_code if error is not None else None) or exc.code or "card_declined",
         failure_message=exc.user_message or str(exc),
     )
+
+
+def _refusal_or_raise(exc: stripe.StripeError, failed: Callable[..., R]) -> R:
+    """A request the PSP refused (an invalid request, a 400) as the FAILED result ``failed`` makes with its code and
+    message, since asking again gets the same answer; any other error raised as its class (``_classify``)."""
+    if isinstance(exc, stripe.InvalidRequestError):
+        return failed(failure_code=exc.code or "invalid_request", failure_message=str(exc.user_message or exc))
+    raise _classify(exc) from exc
 
 
 def _classify(exc: stripe.StripeError) -> Exception:
