@@ -52,8 +52,14 @@ def wired(sandbox: Sandbox, settings: Any, live_server: Any, celery_worker_app: 
     assert run.violations == [], run.violations
 
 
-def captured(post_payment: Callable[..., Any], *, seller: str, amount: str = "100.00", currency: str = "EUR",
-             method: str = "pm_card_visa") -> PaymentOrder:
+def captured(
+    post_payment: Callable[..., Any],
+    *,
+    seller: str,
+    amount: str = "100.00",
+    currency: str = "EUR",
+    method: str = "pm_card_visa",
+) -> PaymentOrder:
     body = payment_body(
         payment_method={"token": method},
         payment_orders=[order(seller_account=seller, amount=amount, currency=currency)],
@@ -138,14 +144,17 @@ def test_funds_release_by_themselves_after_the_hold_period(
 
     old.refresh_from_db()
     fresh.refresh_from_db()
-    assert old.released_at is not None and fresh.released_at is None
+    assert old.released_at is not None
+    assert fresh.released_at is None
     assert wallet(seller) == (4500, 9000, 0, 0)
 
 
 # --- Payouts ------------------------------------------------------------------------------------------------------
 
 
-def test_two_payout_runs_at_once_pay_each_seller_once(wired: Sandbox, post_payment: Callable[..., Any], api: Any) -> None:
+def test_two_payout_runs_at_once_pay_each_seller_once(
+    wired: Sandbox, post_payment: Callable[..., Any], api: Any
+) -> None:
     sellers = [unique("seller") for _ in range(4)]
     for seller in sellers:
         released(api, captured(post_payment, seller=seller))
@@ -173,7 +182,8 @@ def test_two_payout_runs_at_once_pay_each_seller_once(wired: Sandbox, post_payme
     for payout in payouts:
         wait_until(payout_reaches(payout.payout_id, PayoutStatus.PAID))
     transfers = Transfer.objects.filter(transfer_group__in=created)
-    assert transfers.count() == 4 and {t.amount for t in transfers} == {9000}
+    assert transfers.count() == 4
+    assert {t.amount for t in transfers} == {9000}
     for seller in sellers:
         assert wallet(seller) == (0, 0, 0, 0)
 

@@ -29,6 +29,12 @@ def test_the_schema_documents_every_status_code_of_every_endpoint() -> None:
         ("/v1/payments/{payment_id}", "get"): {"200", "401", "404"},
         ("/v1/payment-orders/{payment_order_id}", "get"): {"200", "401", "404"},
         ("/v1/sellers/{seller_account}/balance", "get"): {"200", "401", "404"},
+        ("/v1/payment-orders/{payment_order_id}/release", "post"): {"200", "401", "404", "409"},
+        ("/v1/payment-orders/{payment_order_id}/refunds", "post"): {"201", "400", "401", "404", "409", "415", "422"},
+        ("/v1/refunds/{refund_id}", "get"): {"200", "401", "404"},
+        ("/v1/sellers/{seller_account}", "patch"): {"200", "400", "401", "404", "415"},
+        ("/v1/sellers/{seller_account}/payouts", "post"): {"201", "400", "401", "404", "409", "415", "422"},
+        ("/v1/payouts/{payout_id}", "get"): {"200", "401", "404"},
     }
     create = schema["paths"]["/v1/payments"]["post"]
     assert {"name": "Idempotency-Key", "in": "header", "required": True}.items() <= next(

@@ -157,7 +157,7 @@ class RefundCreateApi(IdempotentCreateApiView):
         ),
         parameters=[PATH_ORDER, IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER],
         request=RefundCreateInput,
-        responses={201: RefundOutput, **error_responses(400, 401, 404, 409, 422)},
+        responses={201: RefundOutput, **error_responses(400, 401, 404, 409, 415, 422)},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Any:  # here to carry its schema
         return super().post(request, *args, **kwargs)
@@ -205,7 +205,7 @@ class SellerPayoutCreateApi(IdempotentCreateApiView):
         ),
         parameters=[PATH_SELLER, IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER],
         request=PayoutCreateInput,
-        responses={201: PayoutListOutput, **error_responses(400, 401, 404, 409, 422)},
+        responses={201: PayoutListOutput, **error_responses(400, 401, 404, 409, 415, 422)},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Any:  # here to carry its schema
         return super().post(request, *args, **kwargs)
@@ -239,7 +239,7 @@ class SellerSettingsApi(ApiView):
         summary="Set where and in which currency a seller is paid out",
         parameters=[PATH_SELLER],
         request=SellerSettingsInput,
-        responses={200: SellerSettingsOutput, **error_responses(400, 401, 404)},
+        responses={200: SellerSettingsOutput, **error_responses(400, 401, 404, 415)},
     )
     def patch(self, request: Request, seller_account: str) -> Response:
         if not seller_paid_by(client=client_of(request), seller_account=seller_account):
