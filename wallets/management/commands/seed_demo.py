@@ -121,7 +121,10 @@ def _demo_users() -> list[DemoUser]:
 def _demo_sellers() -> list[Seller]:
     with transaction.atomic():
         return [
-            Seller.objects.update_or_create(account=account, defaults={"display_name": name})[0]
+            # Each with a connected account at the sandbox PSP, so that payouts can be tried at once.
+            Seller.objects.update_or_create(
+                account=account, defaults={"display_name": name, "payout_account": f"acct_demo_{account}"}
+            )[0]
             for account, name in SELLERS.items()
         ]
 
