@@ -7,7 +7,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
-from payments.models import DeadLetter, OrderTransition, PaymentEvent, PaymentOrder, WebhookEvent
+from payments.models import (
+    DeadLetter,
+    Dispute,
+    DisputeAllocation,
+    OrderTransition,
+    PaymentEvent,
+    PaymentOrder,
+    Payout,
+    Refund,
+    WebhookEvent,
+)
 from payments.retries import dead_letter_replay
 
 
@@ -33,6 +43,36 @@ class OrderTransitionInline(ReadOnlyInline):
     show_change_link = False
 
 
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fields = readonly_fields = (
+        "refund_id",
+        "amount",
+        "currency",
+        "status",
+        "seller_from_pending",
+        "seller_from_available",
+        "platform_fee_part",
+        "psp_reference",
+        "failure_code",
+        "created_at",
+    )
+    ordering = ["pk"]
+
+
+class DisputeAllocationInline(ReadOnlyInline):
+    model = DisputeAllocation
+    fields = readonly_fields = (
+        "dispute",
+        "order",
+        "amount",
+        "seller_from_pending",
+        "seller_from_available",
+        "platform_fee_part",
+    )
+    ordering = ["pk"]
+
+
 @admin.register(PaymentEvent)
 class PaymentEventAdmin(ReadOnlyAdmin):
     list_display = ["payment_id", "checkout_id", "buyer_id", "client", "created_at"]
@@ -49,7 +89,43 @@ class PaymentOrderAdmin(ReadOnlyAdmin):
     list_filter = ["status", "amount_currency"]
     list_select_related = ["event"]
     search_fields = ["=payment_order_id", "=event__payment_id", "=psp_reference", "=psp_token", "=seller__account"]
-    inlines = [OrderTransitionInline]
+    inlines = [OrderTransitionInline, RefundInline, DisputeAllocationInline]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["refund_id", "order", "amount", "currency", "status", "failure_code", "created_at"]
+    list_filter = ["status", "currency"]
+    list_select_related = ["order"]
+    search_fields = ["=refund_id", "=psp_reference", "=order__payment_order_id"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    list_display = ["psp_dispute_id", "payment_intent", "amount", "currency", "fee", "status", "reason", "opened_at"]
+    list_filter = ["status", "currency", "reason"]
+    search_fields = ["=psp_dispute_id", "=payment_intent", "=allocations__order__payment_order_id"]
+    inlines = [DisputeAllocationInline]
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = [
+        "payout_id",
+        "seller",
+        "amount",
+        "currency",
+        "payout_amount",
+        "payout_currency",
+        "status",
+        "failure_code",
+        "created_at",
+        "paid_at",
+    ]
+    list_filter = ["status", "currency", "payout_currency"]
+    search_fields = ["=payout_id", "=psp_reference", "=seller__account"]
+    date_hierarchy = "created_at"
 
 
 @admin.register(WebhookEvent)

@@ -62,7 +62,13 @@ def test_created_payment_reads_back(api: APIClient, post_payment: Callable[..., 
     assert fetched.status_code == 200
     assert fetched.json() == created
     assert fetched_order.status_code == 200
-    assert fetched_order.json() == {**created["payment_orders"][1], "payment_id": created["payment_id"]}
+    assert fetched_order.json() == {
+        **created["payment_orders"][1],
+        "payment_id": created["payment_id"],
+        "released": False,
+        "refunds": [],
+        "disputes": [],
+    }
 
 
 @pytest.mark.parametrize(("currency", "amount"), [("JPY", "1500"), ("KWD", "1.005"), ("EUR", "0.01")])

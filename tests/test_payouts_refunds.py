@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ledger.models import Entry, JournalTransaction
+from payments import execution
 from payments.models import (
     Dispute,
     DisputeStatus,
@@ -27,7 +28,8 @@ from payments.models import (
 )
 from payments.payouts import payout_create, payout_execute, payout_run
 from payments.psp.gateway import UnknownPspOutcome
-from payments.releases import funds_release_due
+from payments.recovery import recovery_sweep
+from payments.releases import funds_release_due, order_funds_release
 from psp_sandbox.models import Transfer
 from reconciliation.services import ledger_check_run
 from tests.conftest import order, payment_body, unique, wait_until
@@ -225,6 +227,37 @@ def test_a_payout_whose_answer_is_lost_is_unknown_until_a_retry_finds_it_paid_on
     assert wallet(seller) == (0, 0, 0, 0)
 
 
+def test_the_recovery_sweep_sends_an_unknown_payout_again_and_it_is_paid_once(
+    sandbox: Sandbox, settings: Any, post_payment: Callable[..., Any]
+) -> None:
+    # No worker here: the payout's own task is as good as lost, and only the sweep can bring it back.
+    settings.STRIPE_API_BASE = sandbox.url
+    seller = unique("seller")
+    po = PaymentOrder.objects.get(
+        payment_order_id=post_payment(
+            payment_body(payment_orders=[order(seller_account=seller, amount="100.00")])
+        ).json()["payment_orders"][0]["payment_order_id"]
+    )
+    execution.order_execute(payment_order_id=po.payment_order_id)
+    order_funds_release(payment_order_id=po.payment_order_id, actor="test")
+    payable(seller)
+    configure(sandbox, reset=True, fault_lost_response_rate=1.0, fault_seed="sweep")
+    payout = payout_create(seller_account=seller, currency="EUR", actor="test")
+    with pytest.raises(UnknownPspOutcome):
+        payout_execute(payout_id=payout.payout_id)
+    configure(sandbox, reset=True)
+    Payout.objects.filter(pk=payout.pk).update(updated_at=timezone.now() - timedelta(minutes=10))
+
+    report = recovery_sweep()
+
+    assert report is not None
+    assert report.payouts_requeued == [payout.payout_id]
+    assert payout_execute(payout_id=payout.payout_id).status == PayoutStatus.PAID  # what the queued task runs
+    assert Transfer.objects.filter(transfer_group=payout.payout_id).count() == 1
+    assert wallet(seller) == (0, 0, 0, 0)
+    assert ledger_check_run(actor="test").violations == []
+
+
 def test_an_on_demand_payout_below_the_minimum_or_without_an_account_is_refused(
     wired: Sandbox, post_payment: Callable[..., Any], api: Any
 ) -> None:
@@ -289,6 +322,11 @@ def test_a_partial_then_a_full_refund_split_the_fee_exactly(
     po.refresh_from_db()
     assert po.status == OrderStatus.REFUNDED
     assert [t.to_status for t in po.transitions.order_by("pk")][-2:] == ["PARTIALLY_REFUNDED", "REFUNDED"]
+    shown = api.get(f"/v1/payment-orders/{po.payment_order_id}").json()
+    assert (shown["status"], [(r["amount"], r["status"]) for r in shown["refunds"]]) == (
+        "REFUNDED",
+        [("3.33", "SUCCEEDED"), ("6.67", "SUCCEEDED")],
+    )
     assert wallet(seller) == (0, 0, 0, 0)
     assert sorted(r.amount for r in wired.client.v1.refunds.list({"payment_intent": po.psp_reference}).data) == [
         333,
@@ -380,10 +418,13 @@ def test_a_dispute_holds_the_sellers_part_and_winning_it_gives_it_back(
     dispute_id = _dispute(wired, po)
     assert wallet(seller) == (0, 0, 0, 9000)
     assert refund(api, po).json()["error"]["code"] == "order_disputed"
+    shown = api.get(f"/v1/payment-orders/{po.payment_order_id}").json()
+    assert shown["disputes"] == [{"dispute_id": dispute_id, "amount": "100.00", "status": "OPEN"}]
 
     control(wired, f"/v1/sandbox/disputes/{dispute_id}/close", outcome="won")
     wait_until(lambda: Dispute.objects.get(psp_dispute_id=dispute_id).status == DisputeStatus.WON)
     assert wallet(seller) == (0, 9000, 0, 0)
+    assert api.get(f"/v1/payment-orders/{po.payment_order_id}").json()["disputes"][0]["status"] == "WON"
 
 
 def test_a_lost_dispute_debits_the_seller_and_books_the_psps_fee(

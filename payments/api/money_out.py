@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from djmoney.money import Money
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.request import Request
@@ -18,7 +18,12 @@ from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_respons
 from api.serializers import PatternField, StrictSerializer
 from api.views import ApiView, IdempotentCreateApiView
 from ledger.money import AmountError, format_amount, from_minor, parse_amount
-from payments.api.serializers import AmountField, CurrencyField, payment_order_representation
+from payments.api.serializers import (
+    AmountField,
+    CurrencyField,
+    PaymentOrderDetailOutput,
+    payment_order_representation,
+)
 from payments.errors import SellerNotFound
 from payments.models import Payout, Refund
 from payments.payouts import seller_payouts_create
@@ -137,13 +142,13 @@ class OrderReleaseApi(ApiView):
         ),
         parameters=[PATH_ORDER],
         request=None,
-        responses={200: OpenApiResponse(description="The order."), **error_responses(401, 404, 409)},
+        responses={200: PaymentOrderDetailOutput, **error_responses(401, 404, 409)},
     )
     def post(self, request: Request, payment_order_id: str) -> Response:
         order = order_funds_release(
             payment_order_id=payment_order_id, actor=f"client:{client_of(request).pk}", client=client_of(request)
         )
-        return Response({**payment_order_representation(order), "released": order.released_at is not None})
+        return Response(payment_order_representation(order))
 
 
 class RefundCreateApi(IdempotentCreateApiView):
