@@ -244,10 +244,29 @@ def _check_postgres(url: str) -> None:
                 params[param] = value
         if config.get("PORT"):
             params["port"] = config["PORT"]
-        with psycopg.connect(**params, connect_timeout=CHECK_TIMEOUT_SECONDS) as conn:
-            conn.execute("SELECT 1")
+        try:
+            with psycopg.connect(**params, connect_timeout=CHECK_TIMEOUT_SECONDS) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            # A server that answers but has no such database yet (a fresh machine): create it, as the embedded
+            # server's set-up does, so that the two commands need nothing done by hand.
+            if "does not exist" not in str(exc) or not params.get("dbname"):
+                raise
+            _create_database(params)
     except Exception as exc:
         raise StackError(f"PostgreSQL at DATABASE_URL={_redact(url)} is not usable:\n  {exc}") from exc
+
+
+def _create_database(params: dict[str, Any]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    name = params["dbname"]
+    maintenance = {**params, "dbname": "postgres"}
+    with psycopg.connect(**maintenance, autocommit=True, connect_timeout=CHECK_TIMEOUT_SECONDS) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    print(f"devstack: created the database {name}", flush=True)
 
 
 # --- Redis ----------------------------------------------------------------------------------------------------------
