@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery.schedules import crontab
+from django.conf import settings
 
 BEAT_SCHEDULE = {
     # Every minute: re-drive orders whose task was lost, look UNKNOWN and old PENDING orders up at the PSP, close
@@ -29,6 +30,12 @@ BEAT_SCHEDULE = {
     "ledger-check": {
         "task": "reconciliation.ledger_check",
         "schedule": crontab(hour=1, minute=30),
+    },
+    # Nightly, RECONCILIATION_HOUR UTC: yesterday's settlement file of every PSP against our books
+    # (reconciliation/runs.py); a failed run retries every 10 minutes, three times.
+    "settlement-reconciliation": {
+        "task": "reconciliation.nightly",
+        "schedule": crontab(hour=settings.RECONCILIATION_HOUR, minute=0),
     },
     # Hourly: seller funds whose hold period (FUNDS_HOLD_DAYS) has passed become available, for orders whose
     # delivery the storefront never confirmed (payments/releases.py).

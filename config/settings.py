@@ -149,6 +149,7 @@ CELERY_TASK_ROUTES = {
         "payments.recovery_sweep": "maintenance",
         "api.idempotency_keys_purge": "maintenance",
         "reconciliation.ledger_check": "maintenance",
+        "reconciliation.nightly": "maintenance",
     }.items()
 }
 CELERY_TIMEZONE = "UTC"
@@ -202,6 +203,24 @@ PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")
 PLATFORM_FEE_PERCENT_BY_CURRENCY = env_decimal_map("PLATFORM_FEE_PERCENT_BY_CURRENCY", {})
 PLATFORM_FEE_FIXED = env_decimal_map("PLATFORM_FEE_FIXED", {})
 check_fees(PAYMENT_CURRENCIES, PLATFORM_FEE_PERCENT, PLATFORM_FEE_PERCENT_BY_CURRENCY, PLATFORM_FEE_FIXED)
+# --- Settlement reconciliation (reconciliation/runs.py) -------------------------------------------------------------
+# The PSP settles a movement this many days after it (Stripe's standard: 2); a run for date D expects what our books
+# recorded up to the end of D minus this. What is missing from the file but recorded within the timing window before
+# that is carried to the next run (timing); anything older is missing at the PSP.
+PSP_SETTLEMENT_DELAY_DAYS = env_int("PSP_SETTLEMENT_DELAY_DAYS", 2)
+RECONCILIATION_TIMING_WINDOW_DAYS = env_int("RECONCILIATION_TIMING_WINDOW_DAYS", 2)
+# Amount differences up to this many major units are adjusted by the run itself (reconciliation differences account);
+# larger ones wait for a person.
+RECONCILIATION_AUTO_ADJUST_DEFAULT = env_decimal("RECONCILIATION_AUTO_ADJUST_DEFAULT", "1")
+RECONCILIATION_AUTO_ADJUST_LIMIT = env_decimal_map("RECONCILIATION_AUTO_ADJUST_LIMIT", {"JPY": "100", "KWD": "0.3"})
+# The PSP's price per charge, as agreed: a percentage plus a fixed part in minor units. A charge line whose fee is not
+# this is a fee difference.
+PSP_FEE_PERCENT = env_decimal("PSP_FEE_PERCENT", "2.9")
+PSP_FEE_FIXED = env_int("PSP_FEE_FIXED", 30)
+# Nightly run time (UTC) for every PSP in RECONCILIATION_PSPS, for the day before.
+RECONCILIATION_PSPS = env_list("RECONCILIATION_PSPS", ["stripe"])
+RECONCILIATION_HOUR = env_int("RECONCILIATION_HOUR", 3)
+
 # The PSP whose clearing account receives pay-ins (psp_clearing:<psp>:<currency>).
 PAYMENT_PSP = env_str("PAYMENT_PSP", "stripe")
 # Exchange rates for payouts in a seller's own currency (wallets/fx.py): django-money's exchange framework, fed offline

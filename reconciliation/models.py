@@ -33,3 +33,122 @@ class LedgerCheckRun(models.Model):
     def __str__(self) -> str:
         outcome = "OK" if self.ok else f"{self.violation_count} violation(s)"
         return f"ledger check {self.started_at:%Y-%m-%d %H:%M} UTC: {outcome}"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class Category(models.TextChoices):
+    """What a settlement line, or one of our items, turned out to be (DESIGN.md "Reconciliation")."""
+
+    MATCHED = "matched"
+    TIMING = "timing"  # ours only, still within the window: carried to the next run
+    AMOUNT_DIFFERENCE = "amount_difference"
+    MISSING_INTERNALLY = "missing_internally"  # the PSP's only (a lost webhook)
+    MISSING_AT_PSP = "missing_at_psp"  # ours only, past the window
+    STATUS_MISMATCH = "status_mismatch"
+    FEE_DIFFERENCE = "fee_difference"
+    DUPLICATE_LINE = "duplicate_line"
+    UNCLASSIFIABLE = "unclassifiable"
+
+
+class ReconciliationRun(models.Model):
+    """The reconciliation of one PSP's settlement file for one date. One per (PSP, date): running a date again
+    is another attempt of the same run, which changes nothing already settled or resolved by a person."""
+
+    psp = models.CharField(max_length=32)
+    settlement_date = models.DateField()
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    source = models.CharField(max_length=10)  # "psp" (fetched) or "upload"
+    file_name = models.CharField(max_length=255, blank=True, default="")
+    file_checksum = models.CharField(max_length=64, blank=True, default="")  # sha256 of the bytes read
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lines_total = models.PositiveIntegerField(default=0)
+    lines_malformed = models.PositiveIntegerField(default=0)
+    malformed = models.JSONField(default=list, blank=True)  # the first ones: [{"line": n, "error": "..."}]
+    counts = models.JSONField(default=dict, blank=True)  # {category: lines or items}
+    amounts = models.JSONField(default=dict, blank=True)  # {category: {currency: minor units}}
+    psp_clearing = models.JSONField(default=dict, blank=True)  # {currency: {"ledger", "outstanding", "difference"}}
+    timings = models.JSONField(default=dict, blank=True)  # seconds per phase
+    ledger_check = models.ForeignKey(LedgerCheckRun, on_delete=models.PROTECT, null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    actor = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["psp", "settlement_date"], name="recon_run_one_per_date")]
+        indexes = [models.Index(fields=["-settlement_date"], name="recon_run_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.psp} {self.settlement_date} ({self.status})"
+
+
+class SettledItem(models.Model):
+    """One of our items (a charge, refund, transfer, dispute movement) that a settlement line accounted for, so no
+    later run matches or expects it again."""
+
+    psp = models.CharField(max_length=32)
+    category = models.CharField(max_length=32)
+    key = models.CharField(max_length=255)
+    balance_transaction_id = models.CharField(max_length=255)
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+", db_index=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["psp", "category", "key"], name="recon_settled_item_unique"),
+            models.UniqueConstraint(fields=["psp", "balance_transaction_id"], name="recon_settled_line_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} {self.key}"
+
+
+class MismatchStatus(models.TextChoices):
+    OPEN = "open"
+    AUTO_RESOLVED = "auto_resolved"
+    RESOLVED = "resolved"
+    WRITTEN_OFF = "written_off"
+
+
+class Mismatch(models.Model):
+    """A finding for a person, or one the run settled itself: the finance console's queue. Keyed by what it is
+    about, so a run repeated finds its own findings again instead of adding copies, and never reopens one a person
+    resolved."""
+
+    psp = models.CharField(max_length=32)
+    natural_key = models.CharField(max_length=300)  # category:balance transaction or our item
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="mismatches")
+    last_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+", null=True)
+    category = models.CharField(max_length=32, choices=Category.choices)
+    status = models.CharField(max_length=16, choices=MismatchStatus.choices, default=MismatchStatus.OPEN)
+    auto = models.BooleanField(default=False)  # settled by the run itself
+    currency = models.CharField(max_length=3, blank=True, default="")
+    psp_amount = models.BigIntegerField(null=True, blank=True)  # minor units, as the line says
+    our_amount = models.BigIntegerField(null=True, blank=True)
+    difference = models.BigIntegerField(null=True, blank=True)  # psp - ours
+    psp_line = models.JSONField(null=True, blank=True)  # the settlement line, as read
+    ours = models.JSONField(null=True, blank=True)  # our item: category, key, orders...
+    reference = models.CharField(max_length=255, blank=True, default="", db_index=True)  # pi_/re_/tr_/dp_ or ours
+    resolver = models.CharField(max_length=150, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    resolution_journal = models.ForeignKey(
+        "ledger.JournalTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["psp", "natural_key"], name="recon_mismatch_unique"),
+            models.CheckConstraint(condition=models.Q(category__in=Category.values), name="recon_mismatch_category"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "category"], name="recon_mismatch_queue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} {self.reference} ({self.status})"

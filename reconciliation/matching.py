@@ -1,0 +1,242 @@
+"""Matching a staged settlement file against our books: set-based, in SQL (a join, not a Python loop).
+
+Three statements per run, each over whole tables:
+1. ``LINES``: the staged text becomes typed lines (amounts in minor units by each currency's exponent); a value that
+   is not a decimal, has more decimals than its currency, names an unknown currency, or whose parts do not add up
+   (net = gross - fee) marks the line malformed.
+2. ``RESULTS``: every line not settled before, FULL OUTER JOIN every item of ours not settled before, on (category,
+   key, currency), classified in one CASE. The items of ours are what each of our records should have made the PSP
+   book: a captured charge (one per PSP charge: a hosted-page charge pays several orders), a refund, a refund that
+   failed after it was made, a paid transfer, a dispute's withdrawal and its reversal.
+3. The aggregates for the run's counts, amounts and settlement posting, from ``RESULTS``.
+
+What is compared: the gross, except for disputes, where our books already hold the PSP's dispute fee (it was
+withdrawn with the amount), so the net is compared and the fee is not booked again at settlement.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from payments.models import CAPTURED_STATUSES
+
+CAPTURED = sorted(status.value for status in CAPTURED_STATUSES)
+
+# The key each report category is matched on: what the PSP knows of ours (metadata) or its own id we stored.
+LINES = """
+CREATE UNLOGGED TABLE {lines} AS
+SELECT s.line_no, s.balance_transaction_id AS txn, s.reporting_category AS category,
+       nullif(CASE s.reporting_category
+           WHEN 'charge' THEN s.payment_intent_id
+           WHEN 'refund' THEN s.refund_id
+           WHEN 'refund_failure' THEN s.refund_id
+           WHEN 'transfer' THEN s.payout_id
+           WHEN 'dispute' THEN s.source_id
+           WHEN 'dispute_reversal' THEN s.source_id
+       END, '') AS key,
+       upper(s.currency) AS currency,
+       CASE WHEN ex.exp IS NOT NULL AND s.gross ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.gross::numeric) <= ex.exp
+            THEN (s.gross::numeric * 10 ^ ex.exp)::bigint END AS gross,
+       CASE WHEN ex.exp IS NOT NULL AND s.fee ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.fee::numeric) <= ex.exp
+            THEN (s.fee::numeric * 10 ^ ex.exp)::bigint END AS fee,
+       CASE WHEN ex.exp IS NOT NULL AND s.net ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.net::numeric) <= ex.exp
+            THEN (s.net::numeric * 10 ^ ex.exp)::bigint END AS net,
+       ex.exp IS NULL AS currency_unknown,
+       s.source_id, s.payment_intent_id, s.payment_order_id, s.payment_id, s.refund_id, s.payout_id,
+       s.available_on_utc
+FROM {stage} s
+LEFT JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = upper(s.currency)
+"""
+
+MALFORMED = """
+DELETE FROM {lines}
+WHERE currency_unknown OR gross IS NULL OR fee IS NULL OR net IS NULL OR net <> gross - fee OR txn = ''
+RETURNING line_no,
+          CASE WHEN currency_unknown THEN 'unknown currency'
+               WHEN gross IS NULL OR fee IS NULL OR net IS NULL
+                   THEN 'gross, fee and net must be decimals with at most the currency''s decimal places'
+               WHEN txn = '' THEN 'no balance_transaction_id'
+               ELSE 'net is not gross - fee' END
+"""
+
+# Our items not yet settled. booked_at: when our books recorded the movement, which decides whether its absence from
+# the file is timing or missing at the PSP.
+OURS = """
+SELECT 'charge' AS category, o.psp_reference AS key, o.amount_currency AS currency,
+       sum((o.amount * 10 ^ ex.exp)::bigint)::bigint AS amount, max(o.captured_at) AS booked_at,
+       jsonb_agg(o.payment_order_id ORDER BY o.position) AS detail
+FROM payments_paymentorder o
+JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = o.amount_currency
+WHERE o.status = ANY(%(captured)s) AND o.psp_reference <> ''
+GROUP BY o.psp_reference, o.amount_currency
+UNION ALL
+SELECT 'refund', r.refund_id, r.currency, -r.amount, r.created_at, jsonb_build_array(r.refund_id)
+FROM payments_refund r
+WHERE r.status <> 'FAILED' OR r.psp_reference <> ''
+UNION ALL
+SELECT 'refund_failure', r.refund_id, r.currency, r.amount, r.updated_at, jsonb_build_array(r.refund_id)
+FROM payments_refund r
+WHERE r.status = 'FAILED' AND r.psp_reference <> ''
+UNION ALL
+SELECT 'transfer', p.payout_id, p.payout_currency, -p.payout_amount, p.paid_at, jsonb_build_array(p.payout_id)
+FROM payments_payout p
+WHERE p.status = 'PAID'
+UNION ALL
+SELECT 'dispute', d.psp_dispute_id, d.currency, -(d.amount + d.fee), d.opened_at, jsonb_build_array(d.psp_dispute_id)
+FROM payments_dispute d
+UNION ALL
+SELECT 'dispute_reversal', d.psp_dispute_id, d.currency, d.amount + d.fee, d.closed_at,
+       jsonb_build_array(d.psp_dispute_id)
+FROM payments_dispute d
+WHERE d.status = 'WON'
+"""
+
+RESULTS = """
+CREATE UNLOGGED TABLE {results} AS
+WITH numbered AS (
+    SELECT l.*,
+           row_number() OVER (PARTITION BY l.txn ORDER BY l.line_no) AS txn_n,
+           CASE WHEN l.key IS NULL THEN 1
+                ELSE row_number() OVER (PARTITION BY l.category, l.key ORDER BY l.line_no) END AS key_n,
+           CASE WHEN l.category IN ('dispute', 'dispute_reversal') THEN l.net ELSE l.gross END AS compared
+    FROM {lines} l
+    WHERE NOT EXISTS (
+        SELECT 1 FROM reconciliation_settleditem si WHERE si.psp = %(psp)s AND si.balance_transaction_id = l.txn
+    )
+), candidates AS (
+    SELECT * FROM numbered WHERE txn_n = 1 AND key_n = 1
+), ours AS (
+    SELECT o.* FROM ({ours}) o
+    WHERE NOT EXISTS (
+        SELECT 1 FROM reconciliation_settleditem si
+        WHERE si.psp = %(psp)s AND si.category = o.category AND si.key = o.key
+    )
+)
+SELECT c.line_no, c.txn, coalesce(c.category, o.category) AS category, coalesce(c.key, o.key) AS key,
+       coalesce(c.currency, o.currency) AS currency, c.gross, c.fee, c.net, c.compared AS psp_amount,
+       o.amount AS our_amount, o.booked_at, o.detail,
+       c.source_id, c.payment_intent_id, c.payment_order_id, c.payment_id, c.refund_id, c.payout_id,
+       CASE
+           WHEN c.txn IS NOT NULL AND o.key IS NOT NULL THEN
+               CASE WHEN c.compared <> o.amount THEN 'amount_difference'
+                    WHEN c.category = 'charge'
+                         AND c.fee <> least(round(c.gross * %(fee_percent)s / 100) + %(fee_fixed)s, c.gross)
+                        THEN 'fee_difference'
+                    ELSE 'matched' END
+           WHEN c.txn IS NOT NULL THEN 'psp_only'
+           WHEN o.booked_at > %(window_start)s THEN 'timing'
+           ELSE 'missing_at_psp'
+       END AS result
+FROM candidates c
+FULL OUTER JOIN ours o ON o.category = c.category AND o.key = c.key AND o.currency = c.currency
+WHERE c.txn IS NOT NULL OR o.booked_at <= %(cutoff)s
+UNION ALL
+SELECT n.line_no, n.txn, n.category, n.key, n.currency, n.gross, n.fee, n.net, n.compared, NULL, NULL, NULL,
+       n.source_id, n.payment_intent_id, n.payment_order_id, n.payment_id, n.refund_id, n.payout_id,
+       'duplicate_line'
+FROM numbered n
+WHERE n.txn_n > 1 OR n.key_n > 1
+""".replace("{ours}", OURS)
+
+# What the PSP still owes us by our records, per currency: our items it has not settled yet.
+OUTSTANDING = """
+SELECT o.currency, sum(o.amount)
+FROM ({ours}) o
+WHERE NOT EXISTS (
+    SELECT 1 FROM reconciliation_settleditem si WHERE si.psp = %(psp)s AND si.category = o.category AND si.key = o.key
+)
+GROUP BY o.currency
+""".replace("{ours}", OURS)
+
+TOTALS = """
+SELECT result, currency, count(*), coalesce(sum(psp_amount), 0), coalesce(sum(our_amount), 0)
+FROM {results}
+GROUP BY result, currency
+"""
+
+# What the settlement posting needs per currency: the bank payout (sum of net over every line of the file), the
+# fees not already in our books, and how much of the gross our books accounted for.
+SETTLEMENT = """
+SELECT currency,
+       coalesce(sum(net), 0) AS net,
+       coalesce(sum(fee) FILTER (WHERE category NOT IN ('dispute', 'dispute_reversal')), 0) AS fees,
+       coalesce(sum(our_amount) FILTER (WHERE result = ANY(%(accounted)s)), 0) AS ours,
+       coalesce(sum(psp_amount - our_amount) FILTER (
+           WHERE result = 'amount_difference' AND abs(psp_amount - our_amount) <= th.threshold), 0) AS auto_difference
+FROM {results}
+LEFT JOIN unnest(%(currencies)s::text[], %(thresholds)s::bigint[]) AS th(code, threshold) ON th.code = currency
+WHERE txn IS NOT NULL
+GROUP BY currency
+"""
+
+SETTLE_ITEMS = """
+INSERT INTO reconciliation_settleditem (psp, category, key, balance_transaction_id, run_id)
+SELECT %(psp)s, category, key, txn, %(run)s
+FROM {results}
+WHERE result = ANY(%(accounted)s) AND key IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+# Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction, an item
+# of ours alone by its key, so a timing finding becomes missing-at-PSP in a later run, or is auto-resolved when its
+# line arrives; a finding a person closed is never reopened.
+MISMATCHES = """
+INSERT INTO reconciliation_mismatch AS m
+    (psp, natural_key, run_id, last_run_id, category, status, auto, currency, psp_amount, our_amount, difference,
+     psp_line, ours, reference, resolver, note, created_at, resolved_at)
+SELECT %(psp)s,
+       CASE WHEN r.txn IS NULL THEN 'item:' || r.category || ':' || r.key ELSE 'line:' || r.txn END,
+       %(run)s, %(run)s, r.result,
+       CASE WHEN r.auto_note IS NOT NULL
+                 OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)
+            THEN 'auto_resolved' ELSE 'open' END,
+       r.auto_note IS NOT NULL
+           OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold),
+       r.currency, r.psp_amount, r.our_amount, r.psp_amount - r.our_amount,
+       CASE WHEN r.txn IS NULL THEN NULL ELSE jsonb_build_object(
+           'line', r.line_no, 'balance_transaction_id', r.txn, 'reporting_category', r.category, 'key', r.key,
+           'gross', r.gross, 'fee', r.fee, 'net', r.net, 'source_id', r.source_id,
+           'payment_intent_id', r.payment_intent_id, 'payment_order_id', r.payment_order_id,
+           'payment_id', r.payment_id, 'refund_id', r.refund_id, 'payout_id', r.payout_id) END,
+       CASE WHEN r.our_amount IS NULL THEN NULL ELSE jsonb_build_object(
+           'category', r.category, 'key', r.key, 'amount', r.our_amount, 'booked_at', r.booked_at,
+           'objects', r.detail) END,
+       coalesce(r.key, nullif(r.source_id, ''), ''),
+       CASE WHEN r.auto_note IS NOT NULL
+                 OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)
+            THEN 'reconciliation' ELSE '' END,
+       coalesce(r.auto_note, CASE WHEN r.result = 'amount_difference'
+                                       AND abs(r.psp_amount - r.our_amount) <= th.threshold
+                                  THEN 'below the threshold: posted to reconciliation differences' END, ''),
+       now(),
+       CASE WHEN r.auto_note IS NOT NULL
+                 OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)
+            THEN now() END
+FROM {results} r
+LEFT JOIN unnest(%(currencies)s::text[], %(thresholds)s::bigint[]) AS th(code, threshold) ON th.code = r.currency
+WHERE r.result NOT IN ('matched', 'psp_only')
+ON CONFLICT (psp, natural_key) DO UPDATE
+    SET last_run_id = excluded.last_run_id, category = excluded.category, our_amount = excluded.our_amount,
+        psp_amount = excluded.psp_amount, difference = excluded.difference
+    WHERE m.status = 'open'
+"""
+
+# Findings about an item of ours alone (timing) whose line has now arrived and matched.
+CARRIED_RESOLVED = """
+UPDATE reconciliation_mismatch m
+SET status = 'auto_resolved', auto = true, last_run_id = %(run)s, resolved_at = now(), resolver = 'reconciliation',
+    note = 'its settlement line arrived in the run of ' || %(date)s
+FROM {results} r
+WHERE m.psp = %(psp)s AND m.status = 'open' AND r.txn IS NOT NULL AND r.result = ANY(%(accounted)s)
+  AND m.natural_key = 'item:' || r.category || ':' || r.key
+"""
+
+PSP_ONLY = """
+SELECT line_no, txn, category, key, currency, gross, fee, net, psp_amount, source_id, payment_intent_id,
+       payment_order_id, payment_id, refund_id, payout_id
+FROM {results} WHERE result = 'psp_only' ORDER BY line_no
+"""
+
+
+def fee_parameters(percent: Decimal, fixed: int) -> dict[str, object]:
+    return {"fee_percent": percent, "fee_fixed": fixed}

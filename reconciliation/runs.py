@@ -1,0 +1,391 @@
+"""A reconciliation run (DESIGN.md "Reconciliation"): the PSP's settlement file for one date against our books.
+
+One transaction per attempt, so a run that fails leaves nothing half-written (its FAILED status and error are
+recorded after the rollback). Inside it: stage the file (COPY), type and check its lines, match them against our
+unsettled items in one FULL OUTER JOIN (reconciliation/matching.py), settle the few lines only the PSP has through
+the services that own those objects (a lost webhook: the order moves to its state and the ledger posts), record the
+findings, mark what is settled, and post the settlement: per currency, the bank receives the file's net, the PSP's
+fees are booked, PSP clearing is relieved of what our books accounted for, small amount differences go to the
+reconciliation differences account and everything unexplained to suspense, for a person.
+
+Running a date again is idempotent: the same file (same checksum) changes nothing; another file only adds what was
+not settled before, and a finding a person closed stays closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from psycopg import sql
+
+from ledger.models import AccountType, Side
+from ledger.money import minor_unit_exponent, to_minor
+from ledger.selectors import account_balances
+from ledger.services import AccountRef, Line, journal_post
+from payments.disputes import dispute_apply
+from payments.execution import order_apply_result
+from payments.models import (
+    FINAL_STATUSES,
+    Dispute,
+    DisputeStatus,
+    OrderStatus,
+    PaymentOrder,
+    Payout,
+    PayoutStatus,
+    Refund,
+    RefundStatus,
+)
+from payments.payouts import payout_apply_result
+from payments.psp.gateway import ChargeResult, ChargeStatus, DisputeNotice, RefundResult, TransferResult, TransferStatus
+from payments.psp.gateway import DisputeStatus as PspDisputeStatus
+from payments.psp.gateway import RefundStatus as PspRefundStatus
+from payments.refunds import refund_apply_result
+from reconciliation import ingest, matching
+from reconciliation.models import ReconciliationRun, RunStatus
+from reconciliation.services import ledger_check_run
+from wallets.services import psp_clearing_account, psp_fees_account, suspense_account
+
+logger = logging.getLogger("reconciliation.runs")
+
+ACTOR = "reconciliation"
+SETTLEMENT_KIND = "settlement"
+# What a line settles in our books: matched, or matched with a difference, or applied from the PSP's side.
+ACCOUNTED = ["matched", "amount_difference", "fee_difference", "missing_internally"]
+
+
+class RunInProgress(Exception):
+    """Another attempt of the same run is going on."""
+
+
+def bank_account(currency: str) -> AccountRef:
+    return AccountRef(f"bank:{currency}", AccountType.ASSET, currency)
+
+
+def differences_account(currency: str) -> AccountRef:
+    """Small differences the run adjusted by itself (below RECONCILIATION_AUTO_ADJUST_LIMIT): rounding, FX."""
+    return AccountRef(f"reconciliation_differences:{currency}", AccountType.EXPENSE, currency)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    stage: str
+    lines: str
+    results: str
+
+    @classmethod
+    def for_run(cls, run: ReconciliationRun) -> _Tables:
+        base = f"recon_{run.pk}_{run.attempts}"
+        return cls(f"{base}_stage", f"{base}_lines", f"{base}_results")
+
+    def format(self, statement: str) -> sql.Composed:
+        return sql.SQL(statement).format(
+            stage=sql.Identifier(self.stage), lines=sql.Identifier(self.lines), results=sql.Identifier(self.results)
+        )
+
+
+def reconciliation_run(
+    *,
+    settlement_date: date,
+    psp: str = "stripe",
+    stream: IO[bytes] | None = None,
+    file_name: str = "",
+    actor: str = ACTOR,
+    progress: Callable[[str, int], None] | None = None,
+) -> ReconciliationRun:
+    """Reconcile one date: ``stream`` is an uploaded file; without it the file is fetched from the PSP."""
+    run, _ = ReconciliationRun.objects.get_or_create(psp=psp, settlement_date=settlement_date)
+    if stream is None:
+        from reconciliation.fetch import settlement_report_open
+
+        stream, file_name = settlement_report_open(settlement_date=settlement_date)
+        source = "psp"
+    else:
+        source = "upload"
+    try:
+        with transaction.atomic(durable=True):
+            locked = ReconciliationRun.objects.select_for_update(nowait=True).get(pk=run.pk)
+            previous = (locked.status, locked.file_checksum)
+            locked.attempts += 1
+            locked.started_at, locked.status, locked.actor = timezone.now(), RunStatus.RUNNING, actor
+            locked.source, locked.file_name, locked.error = source, file_name[:255], ""
+            run = locked
+            unchanged = _attempt(run, stream, previous, progress or (lambda phase, n: None))
+            if unchanged:
+                transaction.set_rollback(True)
+    except Exception as exc:
+        _record_failure(run, exc)
+        raise
+    finally:
+        stream.close()
+    if unchanged:
+        logger.info("reconciliation %s %s: the same file again, nothing to do", psp, settlement_date)
+        return ReconciliationRun.objects.get(pk=run.pk)
+    check = ledger_check_run(actor=f"{ACTOR}:{psp}:{settlement_date}")
+    ReconciliationRun.objects.filter(pk=run.pk).update(ledger_check=check)
+    run.refresh_from_db()
+    _log_outcome(run)
+    return run
+
+
+def _attempt(
+    run: ReconciliationRun,
+    stream: IO[bytes],
+    previous: tuple[str, str],
+    progress: Callable[[str, int], None],
+) -> bool:
+    tables = _Tables.for_run(run)
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+    currencies = sorted(set(settings.PAYMENT_CURRENCIES) | set(settings.PAYOUT_CURRENCIES))
+    common: dict[str, Any] = {
+        "psp": run.psp,
+        "run": run.pk,
+        "date": run.settlement_date.isoformat(),
+        "currencies": currencies,
+        "exponents": [minor_unit_exponent(code) for code in currencies],
+        "thresholds": [_auto_adjust_limit(code) for code in currencies],
+        "captured": matching.CAPTURED,
+        "accounted": ACCOUNTED,
+        **matching.fee_parameters(settings.PSP_FEE_PERCENT, settings.PSP_FEE_FIXED),
+        **_window(run.settlement_date),
+    }
+    with connection.cursor() as cursor:
+        ingest.stage_table_create(cursor, tables.stage)
+        staged = ingest.file_stage(cursor, table=tables.stage, stream=stream, progress=lambda n: progress("ingest", n))
+        if previous == (RunStatus.SUCCEEDED, staged.checksum):
+            return True
+        run.file_checksum = staged.checksum
+        timings["ingest"] = _lap(clock)
+        cursor.execute(tables.format(matching.LINES), common)
+        cursor.execute(tables.format(matching.MALFORMED))
+        for line_no, error in cursor.fetchall():
+            staged.reject(line_no, error)
+        staged.malformed_lines.sort(key=lambda item: int(str(item["line"])))
+        timings["type"] = _lap(clock)
+        cursor.execute(tables.format(matching.RESULTS), common)
+        cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))
+        timings["match"] = _lap(clock)
+        progress("match", 0)
+        psp_only = _columns(cursor, tables.format(matching.PSP_ONLY))
+        for row in psp_only:
+            category, note, accounted = _settle_psp_only(row)
+            cursor.execute(
+                tables.format(
+                    "UPDATE {results} SET result = %(category)s, auto_note = %(note)s,"
+                    " our_amount = CASE WHEN %(accounted)s THEN psp_amount END WHERE txn = %(txn)s"
+                    " AND result = 'psp_only'"
+                ),
+                {"category": category, "note": note, "accounted": accounted, "txn": row["txn"]},
+            )
+        timings["psp_only"] = _lap(clock)
+        cursor.execute(tables.format(matching.MISMATCHES), common)
+        cursor.execute(tables.format(matching.CARRIED_RESOLVED), common)
+        cursor.execute(tables.format(matching.SETTLE_ITEMS), common)
+        cursor.execute(tables.format(matching.TOTALS))
+        totals = cursor.fetchall()
+        cursor.execute(tables.format(matching.SETTLEMENT), common)
+        settlement = cursor.fetchall()
+        timings["persist"] = _lap(clock)
+        for name in (tables.results, tables.lines, tables.stage):
+            cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    for currency, net, fees, ours, auto_difference in settlement:
+        _post_settlement(run, currency, int(net), int(fees), int(ours), int(auto_difference))
+    timings["post"] = _lap(clock)
+    run.counts, run.amounts = _summaries(totals)
+    run.lines_total, run.lines_malformed, run.malformed = staged.lines, staged.malformed, staged.malformed_lines
+    run.psp_clearing = psp_clearing_check(psp=run.psp, currencies=currencies)
+    run.timings = {phase: round(seconds, 3) for phase, seconds in timings.items()}
+    run.status, run.finished_at = RunStatus.SUCCEEDED, timezone.now()
+    run.save()
+    return False
+
+
+def _window(settlement_date: date) -> dict[str, datetime]:
+    """Our items the file should hold: booked before the end of (date - the PSP's settlement delay). Those booked
+    within the timing window before that may still come in a later file: timing, carried; older ones are missing."""
+    day_end = datetime.combine(settlement_date, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
+    cutoff = day_end - timedelta(days=settings.PSP_SETTLEMENT_DELAY_DAYS)
+    return {"cutoff": cutoff, "window_start": cutoff - timedelta(days=settings.RECONCILIATION_TIMING_WINDOW_DAYS)}
+
+
+def _auto_adjust_limit(currency: str) -> int:
+    limit = settings.RECONCILIATION_AUTO_ADJUST_LIMIT.get(currency, settings.RECONCILIATION_AUTO_ADJUST_DEFAULT)
+    return to_minor(Decimal(limit), currency)
+
+
+def _lap(start: float) -> float:
+    return time.monotonic() - start
+
+
+def _columns(cursor: Any, statement: sql.Composed) -> list[dict[str, Any]]:
+    cursor.execute(statement)
+    names = [column.name for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _settle_psp_only(row: dict[str, Any]) -> tuple[str, str | None, bool]:
+    """A line only the PSP has: (category, what was done automatically or None, whether our books now hold it).
+
+    Where it names an object of ours the PSP's record moves it, through the same service a webhook would have used.
+    """
+    category, key = row["category"], row["key"]
+    if key is None:
+        return "unclassifiable", None, False
+    if category == "charge":
+        orders = (
+            PaymentOrder.objects.filter(payment_order_id=row["payment_order_id"])
+            if row["payment_order_id"]
+            else PaymentOrder.objects.filter(event__payment_id=row["payment_id"] or "-")
+        )
+        found = list(orders.order_by("pk").values_list("payment_order_id", "status"))
+        if not found:
+            return "unclassifiable", None, False
+        if any(status == OrderStatus.FAILED for _, status in found):
+            return "status_mismatch", None, False
+        if all(status in FINAL_STATUSES for _, status in found):
+            return "unclassifiable", None, False
+        for order_id, _ in found:
+            order_apply_result(
+                payment_order_id=order_id,
+                result=ChargeResult(ChargeStatus.SUCCEEDED, psp_reference=key),
+                actor=ACTOR,
+                reason="settled by the PSP; its webhook never applied",
+            )
+        return "missing_internally", f"captured {', '.join(o for o, _ in found)} from the PSP's settlement", True
+    if category == "refund_failure":
+        refund = Refund.objects.filter(refund_id=key).first()
+        if refund is None or refund.status == RefundStatus.FAILED:
+            return "unclassifiable", None, False
+        refund_apply_result(
+            refund_id=key,
+            result=RefundResult(PspRefundStatus.FAILED, psp_reference=row["source_id"], failure_code="refund_failed"),
+            actor=ACTOR,
+        )
+        return "missing_internally", f"refund {key} failed at the PSP: booked back", True
+    if category == "refund":
+        return ("status_mismatch" if Refund.objects.filter(refund_id=key).exists() else "unclassifiable"), None, False
+    if category == "transfer":
+        payout = Payout.objects.filter(payout_id=key).first()
+        if payout is None:
+            return "unclassifiable", None, False
+        if payout.status not in (PayoutStatus.EXECUTING, PayoutStatus.UNKNOWN):
+            return "status_mismatch", None, False
+        payout_apply_result(
+            payout_id=key, result=TransferResult(TransferStatus.PAID, psp_reference=row["source_id"]), actor=ACTOR
+        )
+        return "missing_internally", f"payout {key} paid, as the PSP settled it", True
+    if category in ("dispute", "dispute_reversal"):
+        dispute = Dispute.objects.filter(psp_dispute_id=key).first()
+        if category == "dispute_reversal" and (dispute is None or dispute.status != DisputeStatus.OPEN):
+            return "status_mismatch", None, False
+        notice = DisputeNotice(
+            dispute_id=key,
+            payment_intent=row["payment_intent_id"] or (dispute.payment_intent if dispute else ""),
+            amount=abs(int(row["gross"])),
+            currency=row["currency"],
+            fee=abs(int(row["fee"])),
+            status=PspDisputeStatus.WON if category == "dispute_reversal" else PspDisputeStatus.OPEN,
+        )
+        return "missing_internally", dispute_apply(notice=notice, actor=ACTOR), True
+    return "unclassifiable", None, False
+
+
+def _post_settlement(
+    run: ReconciliationRun, currency: str, net: int, fees: int, ours: int, auto_difference: int
+) -> None:
+    """The day's settlement in one currency: the bank receives the file's net; PSP fees are booked; PSP clearing
+    is relieved of what our books accounted for; small differences go to reconciliation differences and the rest
+    (lines nobody can place yet, differences above the limit) to suspense until a person resolves them."""
+    unexplained = net + fees - ours - auto_difference
+
+    def line(account: AccountRef, debit: int) -> Line | None:
+        if debit == 0:
+            return None
+        return Line(account, Side.DEBIT if debit > 0 else Side.CREDIT, abs(debit))
+
+    lines = [
+        line(bank_account(currency), net),
+        line(psp_fees_account(currency), fees),
+        line(psp_clearing_account(currency, run.psp), -ours),
+        line(differences_account(currency), -auto_difference),
+        line(suspense_account(currency), -unexplained),
+    ]
+    kept = [item for item in lines if item is not None]
+    if len(kept) < 2:
+        return
+    journal_post(
+        kind=SETTLEMENT_KIND,
+        reference=f"{run.psp}:{run.settlement_date}:{currency}:{run.attempts}",
+        lines=kept,
+        actor=ACTOR,
+        memo=f"settlement of {run.settlement_date}",
+    )
+
+
+def _summaries(totals: list[tuple[Any, ...]]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    counts: dict[str, int] = {}
+    amounts: dict[str, dict[str, int]] = {}
+    for result, currency, count, psp_amount, our_amount in totals:
+        counts[result] = counts.get(result, 0) + int(count)
+        amount = int(psp_amount) if psp_amount else int(our_amount)
+        amounts.setdefault(result, {})[currency] = amounts.get(result, {}).get(currency, 0) + amount
+    return counts, amounts
+
+
+def psp_clearing_check(*, psp: str, currencies: list[str]) -> dict[str, dict[str, int]]:
+    """PSP clearing in the ledger against what the PSP still owes us by our records: the items it has not settled
+    yet. Equal, unless something posted to PSP clearing that no item of ours explains."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            matching.OUTSTANDING,
+            {
+                "psp": psp,
+                "currencies": currencies,
+                "exponents": [minor_unit_exponent(code) for code in currencies],
+                "captured": matching.CAPTURED,
+            },
+        )
+        outstanding = {currency: int(total) for currency, total in cursor.fetchall()}
+    codes = {currency: psp_clearing_account(currency, psp).code for currency in currencies}
+    balances = account_balances(codes=list(codes.values()))
+    report = {}
+    for currency, code in codes.items():
+        ledger, owed = int(balances[code]), outstanding.get(currency, 0)
+        if ledger or owed:
+            report[currency] = {"ledger": ledger, "outstanding": owed, "difference": ledger - owed}
+    return report
+
+
+def _record_failure(run: ReconciliationRun, exc: Exception) -> None:
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.FAILED,
+        finished_at=timezone.now(),
+        error=f"{type(exc).__name__}: {exc}"[:4000],
+        attempts=F("attempts") + 1,
+    )
+    logger.error("reconciliation run %s %s failed: %s", run.psp, run.settlement_date, exc)
+
+
+def _log_outcome(run: ReconciliationRun) -> None:
+    open_findings = run.mismatches.filter(status="open").count()
+    level = logging.WARNING if open_findings or run.lines_malformed else logging.INFO
+    logger.log(
+        level,
+        "reconciliation %s %s: %d lines, %s; %d malformed; %d open findings",
+        run.psp,
+        run.settlement_date,
+        run.lines_total,
+        ", ".join(f"{count} {category}" for category, count in sorted(run.counts.items())),
+        run.lines_malformed,
+        open_findings,
+    )

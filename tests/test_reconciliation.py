@@ -1,0 +1,232 @@
+"""Nightly settlement reconciliation against the sandbox PSP's real settlement file: fetched through Stripe's
+Reporting API, or uploaded after editing it to hold every kind of discrepancy. The ledger check runs clean after."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.utils import timezone
+
+from ledger.models import Entry, JournalTransaction
+from payments.models import OrderStatus, PaymentOrder
+from reconciliation.models import Mismatch, MismatchStatus, ReconciliationRun, RunStatus, SettledItem
+from reconciliation.runs import reconciliation_run
+from tests.conftest import order, payment_body, unique, wait_until
+from tests.psp_helpers import auth, configure, control
+from tests.sandbox import Sandbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The sandbox makes funds available two days after the movement: today's charges are in that day's file.
+SETTLES_ON = timezone.now().date() + timedelta(days=2)
+
+
+@pytest.fixture
+def wired(sandbox: Sandbox, settings: Any, live_server: Any, celery_worker_app: Any) -> Iterator[Sandbox]:
+    settings.STRIPE_API_BASE = sandbox.url
+    configure(sandbox, reset=True, webhook_url=f"{live_server.url}/v1/webhooks/stripe")
+    yield sandbox
+    configure(sandbox, reset=True)
+
+
+def pay(post_payment: Callable[..., Any], *, amount: str = "100.00", method: str = "pm_card_visa") -> PaymentOrder:
+    body = payment_body(
+        payment_method={"token": method}, payment_orders=[order(seller_account=unique("s"), amount=amount)]
+    )
+    order_id = post_payment(body).json()["payment_orders"][0]["payment_order_id"]
+    wait_until(lambda: PaymentOrder.objects.get(payment_order_id=order_id).status not in ("NOT_STARTED", "EXECUTING"))
+    return PaymentOrder.objects.get(payment_order_id=order_id)
+
+
+def report(sandbox: Sandbox, day: date = SETTLES_ON) -> list[dict[str, str]]:
+    response = requests.get(
+        f"{sandbox.url}/v1/sandbox/settlement_report",
+        params={"date": day.isoformat()},
+        headers=auth(sandbox),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def as_file(rows: list[dict[str, str]], extra_lines: list[str] = ()) -> io.BytesIO:  # type: ignore[assignment]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    for line in extra_lines:
+        out.write(line + "\n")
+    return io.BytesIO(out.getvalue().encode())
+
+
+def settlement_entries(run: ReconciliationRun) -> dict[str, tuple[str, int]]:
+    journals = JournalTransaction.objects.filter(
+        kind="settlement", reference__startswith=f"{run.psp}:{run.settlement_date}:"
+    )
+    return {
+        e.account.code: (e.side, e.amount) for e in Entry.objects.filter(journal__in=journals).select_related("account")
+    }
+
+
+def test_a_clean_day_fetched_from_the_psp_matches_everything_and_a_rerun_changes_nothing(
+    wired: Sandbox, post_payment: Callable[..., Any]
+) -> None:
+    orders = [pay(post_payment, amount=amount) for amount in ("100.00", "20.00")]
+    assert {o.status for o in orders} == {OrderStatus.SUCCESS}
+
+    run = reconciliation_run(settlement_date=SETTLES_ON)
+
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.source == "psp"
+    assert run.counts == {"matched": 2}
+    assert run.lines_total == 2
+    assert not Mismatch.objects.exists()
+    # 120.00 captured; the sandbox's fee is 2.9 % + 0.30 per charge: 3.20 and 0.88.
+    entries = settlement_entries(run)
+    assert entries["bank:EUR"] == ("D", 12000 - 408)
+    assert entries["psp_fees:EUR"] == ("D", 408)
+    assert entries["psp_clearing:stripe:EUR"] == ("C", 12000)
+    assert all(check["difference"] == 0 for check in run.psp_clearing.values())
+    assert run.ledger_check is not None and run.ledger_check.ok
+    assert SettledItem.objects.count() == 2
+
+    journals = JournalTransaction.objects.count()
+    again = reconciliation_run(settlement_date=SETTLES_ON)
+
+    assert again.attempts == 1  # the same file again: nothing written, not even an attempt
+    assert again.counts == run.counts
+    assert JournalTransaction.objects.count() == journals
+    assert SettledItem.objects.count() == 2
+
+
+def test_every_kind_of_discrepancy_lands_in_its_category(
+    wired: Sandbox, post_payment: Callable[..., Any], settings: Any
+) -> None:
+    settings.RECONCILIATION_AUTO_ADJUST_DEFAULT = 1  # 1.00 EUR
+    matched, small, large, fee, dropped, doubled = (pay(post_payment) for _ in range(6))
+    declined = pay(post_payment, method="pm_card_chargeDeclined")
+    assert declined.status == OrderStatus.FAILED
+    # A 3-D Secure payment the buyer completed, whose webhook we never got: the PSP charged, our order is PENDING.
+    configure(wired, webhook_drop_rate=1.0)
+    lost = pay(post_payment, method="pm_card_authenticationRequired")
+    assert lost.status == OrderStatus.PENDING
+    assert control(wired, f"/v1/sandbox/payment_intents/{lost.psp_reference}/authenticate", outcome="succeed").ok
+    configure(wired, webhook_drop_rate=0.0)
+    # A charge of ours from days ago that the PSP never settled.
+    old = pay(post_payment)
+    PaymentOrder.objects.filter(pk=old.pk).update(captured_at=timezone.now() - timedelta(days=7))
+
+    rows = {row["payment_intent_id"]: row for row in report(wired)}
+    edited = [rows[o.psp_reference] for o in (matched, small, large, fee, lost, doubled) if o.psp_reference in rows]
+    assert len(edited) == 6
+    rows[small.psp_reference].update(gross="100.50", net=f"{100.50 - 3.20:.2f}")
+    rows[large.psp_reference].update(gross="150.00", net=f"{150.00 - 3.20:.2f}")
+    rows[fee.psp_reference].update(fee="3.30", net="96.70")
+    wrong_status = {
+        **rows[matched.psp_reference],
+        "balance_transaction_id": "txn_wrongstatus",
+        "payment_intent_id": unique("pi"),
+        "payment_metadata[payment_order_id]": declined.payment_order_id,
+    }
+    stranger = {
+        **rows[matched.psp_reference],
+        "balance_transaction_id": "txn_stranger",
+        "payment_intent_id": "",
+        "payment_metadata[payment_order_id]": "",
+    }
+    upload = as_file(
+        [*edited, rows[doubled.psp_reference], wrong_status, stranger],
+        extra_lines=["this,line,is,broken"],
+    )
+
+    run = reconciliation_run(settlement_date=SETTLES_ON, stream=upload, file_name="edited.csv")
+
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.lines_malformed == 1
+    assert run.malformed[0]["line"] == 11
+    by_reference = {m.reference: m for m in Mismatch.objects.all()}
+    assert run.counts == {
+        "matched": 2,  # `matched`, and the first of `doubled`'s two lines
+        "amount_difference": 2,
+        "fee_difference": 1,
+        "duplicate_line": 1,
+        "missing_internally": 1,
+        "status_mismatch": 1,
+        "unclassifiable": 1,
+        "timing": 1,
+        "missing_at_psp": 1,
+    }
+    assert by_reference[small.psp_reference].status == MismatchStatus.AUTO_RESOLVED
+    assert by_reference[small.psp_reference].difference == 50
+    assert by_reference[large.psp_reference].status == MismatchStatus.OPEN
+    assert by_reference[large.psp_reference].difference == 5000
+    assert by_reference[old.psp_reference].category == "missing_at_psp"
+    assert by_reference[dropped.psp_reference].category == "timing"
+    # the lost webhook: the order moved to what the PSP says, and the ledger posted
+    lost.refresh_from_db()
+    assert lost.status == OrderStatus.SUCCESS
+    assert JournalTransaction.objects.filter(kind="payin", reference=lost.payment_order_id).count() == 1
+    assert by_reference[lost.psp_reference].status == MismatchStatus.AUTO_RESOLVED
+    entries = settlement_entries(run)
+    assert entries["reconciliation_differences:EUR"] == ("C", 50)
+    assert entries["suspense:EUR"][1] > 0
+    assert all(check["difference"] == 0 for check in run.psp_clearing.values())
+    assert run.ledger_check is not None and run.ledger_check.ok
+
+    # a person resolves the large difference; the same file again reopens nothing and posts nothing
+    Mismatch.objects.filter(pk=by_reference[large.psp_reference].pk).update(status=MismatchStatus.RESOLVED, note="ok")
+    journals = JournalTransaction.objects.count()
+    reconciliation_run(
+        settlement_date=SETTLES_ON,
+        stream=as_file(
+            [*edited, rows[doubled.psp_reference], wrong_status, stranger], extra_lines=["this,line,is,broken"]
+        ),
+    )
+    assert JournalTransaction.objects.count() == journals
+    assert Mismatch.objects.get(pk=by_reference[large.psp_reference].pk).status == MismatchStatus.RESOLVED
+
+
+def test_the_timing_difference_is_carried_and_matched_when_its_line_arrives(
+    wired: Sandbox, post_payment: Callable[..., Any]
+) -> None:
+    late, on_time = pay(post_payment), pay(post_payment)
+    rows = {row["payment_intent_id"]: row for row in report(wired)}
+
+    first = reconciliation_run(settlement_date=SETTLES_ON, stream=as_file([rows[on_time.psp_reference]]))
+    assert first.counts == {"matched": 1, "timing": 1}
+    carried = Mismatch.objects.get(reference=late.psp_reference)
+    assert (carried.category, carried.status) == ("timing", MismatchStatus.OPEN)
+
+    # the next day's file holds it
+    second = reconciliation_run(
+        settlement_date=SETTLES_ON + timedelta(days=1), stream=as_file([rows[late.psp_reference]])
+    )
+
+    assert second.counts == {"matched": 1}
+    carried.refresh_from_db()
+    assert carried.status == MismatchStatus.AUTO_RESOLVED
+    assert all(check["difference"] == 0 for check in second.psp_clearing.values())
+
+
+def test_reconcile_command_reads_a_file_and_reports_malformed_lines(
+    wired: Sandbox, post_payment: Callable[..., Any], tmp_path: Any
+) -> None:
+    paid = pay(post_payment)
+    path = tmp_path / "settlement.csv"
+    path.write_bytes(as_file(report(wired), extra_lines=["txn_x,2026-01-01,,,eur,abc,0,abc,charge"]).getvalue())
+    out = io.StringIO()
+
+    call_command("reconcile", "--psp", "stripe", "--date", SETTLES_ON.isoformat(), "--file", str(path), stdout=out)
+
+    text = out.getvalue()
+    assert "matched: 1" in text
+    assert "malformed line 3" in text
+    assert ReconciliationRun.objects.get().lines_malformed == 1
+    assert paid.psp_reference
