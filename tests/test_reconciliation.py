@@ -94,7 +94,8 @@ def test_a_clean_day_fetched_from_the_psp_matches_everything_and_a_rerun_changes
     assert entries["psp_fees:EUR"] == ("D", 408)
     assert entries["psp_clearing:stripe:EUR"] == ("C", 12000)
     assert all(check["difference"] == 0 for check in run.psp_clearing.values())
-    assert run.ledger_check is not None and run.ledger_check.ok
+    assert run.ledger_check is not None
+    assert run.ledger_check.ok
     assert SettledItem.objects.count() == 2
 
     journals = JournalTransaction.objects.count()
@@ -178,7 +179,8 @@ def test_every_kind_of_discrepancy_lands_in_its_category(
     assert entries["reconciliation_differences:EUR"] == ("C", 50)
     assert entries["suspense:EUR"][1] > 0
     assert all(check["difference"] == 0 for check in run.psp_clearing.values())
-    assert run.ledger_check is not None and run.ledger_check.ok
+    assert run.ledger_check is not None
+    assert run.ledger_check.ok
 
     # a person resolves the large difference; the same file again reopens nothing and posts nothing
     Mismatch.objects.filter(pk=by_reference[large.psp_reference].pk).update(status=MismatchStatus.RESOLVED, note="ok")
