@@ -232,3 +232,24 @@ def test_reconcile_command_reads_a_file_and_reports_malformed_lines(
     assert "malformed line 3" in text
     assert ReconciliationRun.objects.get().lines_malformed == 1
     assert paid.psp_reference
+
+
+def test_a_file_uploaded_in_the_admin_is_reconciled_and_its_findings_are_listed(
+    wired: Sandbox, post_payment: Callable[..., Any], admin_client: Any
+) -> None:
+    pay(post_payment)
+    upload = as_file(report(wired), extra_lines=["broken"])
+    upload.name = "day.csv"
+
+    answer = admin_client.post(
+        "/admin/reconciliation/reconciliationrun/upload/",
+        {"psp": "stripe", "settlement_date": SETTLES_ON.isoformat(), "file": upload},
+    )
+
+    run = ReconciliationRun.objects.get()
+    assert answer.status_code == 302
+    assert answer["Location"] == f"/admin/reconciliation/reconciliationrun/{run.pk}/change/"
+    assert (run.source, run.file_name, run.counts, run.lines_malformed) == ("upload", "day.csv", {"matched": 1}, 1)
+    listing = admin_client.get("/admin/reconciliation/reconciliationrun/")
+    assert b"1 matched" in listing.content
+    assert admin_client.get("/admin/reconciliation/mismatch/").status_code == 200
