@@ -253,3 +253,42 @@ def test_a_file_uploaded_in_the_admin_is_reconciled_and_its_findings_are_listed(
     listing = admin_client.get("/admin/reconciliation/reconciliationrun/")
     assert b"1 matched" in listing.content
     assert admin_client.get("/admin/reconciliation/mismatch/").status_code == 200
+
+
+def test_the_sandboxs_own_report_faults_are_each_found(wired: Sandbox, post_payment: Callable[..., Any]) -> None:
+    for _ in range(24):
+        pay(post_payment, amount="10.00")
+    clean = {row["balance_transaction_id"]: row["payment_intent_id"] for row in report(wired)}
+    configure(
+        wired,
+        fault_seed="recon",
+        report_missing_row_rate=0.15,
+        report_extra_row_rate=0.15,
+        report_amount_off_rate=0.15,
+        report_next_day_rate=0.15,
+    )
+    altered = requests.get(
+        f"{wired.url}/v1/sandbox/settlement_report/alterations",
+        params={"date": SETTLES_ON.isoformat()},
+        headers=auth(wired),
+        timeout=10,
+    ).json()["data"]
+    kinds = {item["kind"] for item in altered}
+    assert kinds == {"missing_row", "extra_row", "amount_off", "next_day"}  # the seed gives every kind
+
+    run = reconciliation_run(settlement_date=SETTLES_ON, stream=as_file(report(wired)))
+
+    findings = {m.reference: m for m in Mismatch.objects.all()}
+    for item in altered:
+        if item["kind"] in ("missing_row", "next_day"):
+            assert findings[clean[item["balance_transaction_id"]]].category == "timing", item
+        elif item["kind"] == "amount_off":
+            finding = findings[clean[item["balance_transaction_id"]]]
+            assert (finding.category, finding.status) == ("amount_difference", MismatchStatus.AUTO_RESOLVED), item
+            assert finding.difference == item["delta_minor_units"]
+    extra = sum(1 for item in altered if item["kind"] == "extra_row")
+    assert run.counts.get("unclassifiable", 0) + run.counts.get("duplicate_line", 0) == extra
+    timing = sum(1 for item in altered if item["kind"] in ("missing_row", "next_day"))
+    assert run.counts["timing"] == timing
+    assert run.ledger_check is not None
+    assert run.ledger_check.ok
