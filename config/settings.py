@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "wallets",
     "payments",
     "reconciliation",
+    "audit",
     "psp_sandbox",
     "storefront",
 ]

@@ -79,7 +79,7 @@ def journal_post(
     caller's transaction, so a pay-in posts in the same transaction as its order's SUCCESS. PostgreSQL checks the
     balance again at COMMIT, whatever code wrote the entries.
     """
-    _check(lines)
+    lines_check(lines)
     with transaction.atomic(savepoint=False):
         account_ids = accounts_ensure(accounts=[line.account for line in lines])
         with connection.cursor() as cursor:
@@ -174,7 +174,8 @@ def _same_account(account: AccountRef, type_: str, currency: str) -> None:
         )
 
 
-def _check(lines: Sequence[Line]) -> None:
+def lines_check(lines: Sequence[Line]) -> None:
+    """Refuse lines that cannot be a posting: fewer than two, a non-positive amount, or unbalanced in a currency."""
     if len(lines) < 2:
         raise InvalidPosting("a posting needs at least two lines")
     net: dict[str, int] = defaultdict(int)

@@ -82,6 +82,7 @@ class ReconciliationRun(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["psp", "settlement_date"], name="recon_run_one_per_date")]
         indexes = [models.Index(fields=["-settlement_date"], name="recon_run_date_idx")]
+        permissions = [("start_run", "Can start a reconciliation run or upload a settlement file")]
 
     def __str__(self) -> str:
         return f"{self.psp} {self.settlement_date} ({self.status})"
@@ -149,6 +150,51 @@ class Mismatch(models.Model):
         indexes = [
             models.Index(fields=["status", "category"], name="recon_mismatch_queue_idx"),
         ]
+        permissions = [("resolve_mismatch", "Can resolve a finding, propose an adjustment or a write-off")]
 
     def __str__(self) -> str:
         return f"{self.category} {self.reference} ({self.status})"
+
+
+class AdjustmentStatus(models.TextChoices):
+    PROPOSED = "proposed"
+    APPROVED = "approved"  # posted
+    REJECTED = "rejected"
+
+
+class Adjustment(models.Model):
+    """A correcting ledger posting a person proposes and a different person approves before it posts (four eyes:
+    reconciliation/resolutions.py refuses the proposer as approver, and so does PostgreSQL). A write-off is one too:
+    a difference moved from suspense to the write-offs account."""
+
+    class Kind(models.TextChoices):
+        ADJUSTMENT = "adjustment"
+        WRITE_OFF = "write_off"
+
+    mismatch = models.ForeignKey(Mismatch, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ADJUSTMENT)
+    # [{"account": code, "side": "D" | "C", "amount": minor units}], balanced per currency, existing accounts only.
+    lines = models.JSONField()
+    memo = models.TextField()
+    status = models.CharField(max_length=10, choices=AdjustmentStatus.choices, default=AdjustmentStatus.PROPOSED)
+    proposed_by = models.CharField(max_length=150)
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True, default="")
+    journal = models.ForeignKey(
+        "ledger.JournalTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status="proposed") | ~models.Q(decided_by=models.F("proposed_by")),
+                name="recon_adjustment_four_eyes",
+            ),
+            models.CheckConstraint(condition=~models.Q(memo=""), name="recon_adjustment_has_memo"),
+        ]
+        permissions = [("approve_adjustment", "Can approve an adjustment proposed by someone else")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"

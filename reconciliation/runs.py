@@ -178,7 +178,7 @@ def _attempt(
         progress("match", 0)
         psp_only = _columns(cursor, tables.format(matching.PSP_ONLY))
         for row in psp_only:
-            category, note, accounted = _settle_psp_only(row)
+            category, note, accounted = settle_psp_only(row)
             cursor.execute(
                 tables.format(
                     "UPDATE {results} SET result = %(category)s, auto_note = %(note)s,"
@@ -233,7 +233,7 @@ def _columns(cursor: Any, statement: sql.Composed) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _settle_psp_only(row: dict[str, Any]) -> tuple[str, str | None, bool]:
+def settle_psp_only(row: dict[str, Any]) -> tuple[str, str | None, bool]:
     """A line only the PSP has: (category, what was done automatically or None, whether our books now hold it).
 
     Where it names an object of ours the PSP's record moves it, through the same service a webhook would have used.

@@ -146,6 +146,7 @@ class PaymentOrder(ConcurrentTransitionMixin, models.Model):
                 name="order_unreleased_idx",
             ),
         ]
+        permissions = [("release_funds", "Can release an order's funds to its seller")]
 
     def __str__(self) -> str:
         return self.payment_order_id
@@ -299,6 +300,7 @@ class DeadLetter(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["-last_failed_at"], name="dead_letter_recent_idx")]
+        permissions = [("replay_deadletter", "Can replay a dead letter")]
 
     def __str__(self) -> str:
         return f"{self.task} {self.object_id} ({self.attempts} attempts)"

@@ -67,6 +67,7 @@ class Payout(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["status", "updated_at"], name="payout_status_idx"),
             models.Index(fields=["seller", "-created_at"], name="payout_seller_idx"),
         ]
+        permissions = [("trigger_payout", "Can pay a seller out now")]
 
     def __str__(self) -> str:
         return self.payout_id

@@ -1,0 +1,169 @@
+"""The finance console's services for findings: roles, four eyes (in the service and in PostgreSQL), the audit
+trail, and postings that balance."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, connection, transaction
+
+from audit.models import AuditEntry
+from audit.selectors import audit_entries_for
+from ledger.models import AccountType, Side
+from ledger.selectors import account_balances
+from ledger.services import AccountRef, Line, journal_post
+from reconciliation.models import Adjustment, AdjustmentStatus, Mismatch, MismatchStatus, ReconciliationRun
+from reconciliation.resolutions import (
+    FindingClosed,
+    FourEyesViolation,
+    ProposedLine,
+    adjustment_approve,
+    adjustment_propose,
+    adjustment_reject,
+    mismatch_resolve,
+    write_off_propose,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def person(name: str, *groups: str) -> User:
+    user = User.objects.create_user(name, password="pw-for-tests-only", is_staff=True)
+    user.groups.set(Group.objects.filter(name__in=groups))
+    return User.objects.get(pk=user.pk)  # permissions are cached per instance
+
+
+@pytest.fixture
+def finding() -> Mismatch:
+    run = ReconciliationRun.objects.create(psp="stripe", settlement_date=date(2026, 11, 1), source="upload")
+    # The day's settlement put 2.50 EUR nobody could place into suspense.
+    journal_post(
+        kind="settlement",
+        reference="test",
+        lines=[
+            Line(AccountRef("bank:EUR", AccountType.ASSET, "EUR"), Side.DEBIT, 250),
+            Line(AccountRef("suspense:EUR", AccountType.ASSET, "EUR"), Side.CREDIT, 250),
+        ],
+        actor="test",
+    )
+    return Mismatch.objects.create(
+        psp="stripe",
+        natural_key="line:txn_1",
+        run=run,
+        category="unclassifiable",
+        currency="EUR",
+        psp_amount=250,
+        difference=250,
+        reference="txn_1",
+    )
+
+
+def test_the_three_roles_exist_with_least_privilege() -> None:
+    viewer, operator, approver = (
+        person("v", "finance viewer"),
+        person("o", "finance operator"),
+        person("a", "finance approver"),
+    )
+    for user in (viewer, operator, approver):
+        assert user.has_perm("payments.view_paymentevent")
+        assert user.has_perm("ledger.view_entry")
+        assert not user.has_perm("ledger.change_entry")
+        assert not user.has_perm("payments.change_paymentorder")
+        assert not user.has_perm("audit.delete_auditentry")
+    assert not viewer.has_perm("reconciliation.resolve_mismatch")
+    assert operator.has_perm("reconciliation.resolve_mismatch")
+    assert operator.has_perm("payments.replay_deadletter")
+    assert not operator.has_perm("reconciliation.approve_adjustment")
+    assert approver.has_perm("reconciliation.approve_adjustment")
+    assert not approver.has_perm("reconciliation.resolve_mismatch")
+
+
+def test_a_viewer_cannot_act_and_a_resolution_needs_a_note(finding: Mismatch) -> None:
+    with pytest.raises(PermissionDenied):
+        mismatch_resolve(mismatch_id=finding.pk, user=person("v", "finance viewer"), note="looked at it")
+    with pytest.raises(ValueError, match="note"):
+        mismatch_resolve(mismatch_id=finding.pk, user=person("o", "finance operator"), note="  ")
+
+    finding.refresh_from_db()
+    assert finding.status == MismatchStatus.OPEN
+    assert not AuditEntry.objects.exists()
+
+
+def test_a_resolution_is_recorded_with_who_and_why_and_only_once(finding: Mismatch) -> None:
+    operator = person("o", "finance operator")
+
+    mismatch_resolve(mismatch_id=finding.pk, user=operator, note="a test charge of the PSP's own")
+    with pytest.raises(FindingClosed):
+        mismatch_resolve(mismatch_id=finding.pk, user=operator, note="again")
+
+    finding.refresh_from_db()
+    assert (finding.status, finding.resolver) == (MismatchStatus.RESOLVED, "o")
+    trail = list(audit_entries_for(object_type="mismatch", object_id=str(finding.pk)))
+    assert [(e.actor, e.action, e.reason) for e in trail] == [
+        ("o", "mismatch.resolve", "a test charge of the PSP's own")
+    ]
+
+
+def test_four_eyes_the_proposer_cannot_approve_even_with_both_roles(finding: Mismatch) -> None:
+    both = person("b", "finance operator", "finance approver")
+    adjustment = write_off_propose(user=both, mismatch_id=finding.pk, memo="below the investigation threshold")
+
+    with pytest.raises(FourEyesViolation):
+        adjustment_approve(adjustment_id=adjustment.pk, user=both)
+    with pytest.raises(PermissionDenied):
+        adjustment_approve(adjustment_id=adjustment.pk, user=person("o2", "finance operator"))
+    assert account_balances(codes=["suspense:EUR"])["suspense:EUR"] == -250
+
+    approved = adjustment_approve(adjustment_id=adjustment.pk, user=person("a", "finance approver"), note="agreed")
+
+    assert (approved.status, approved.decided_by) == (AdjustmentStatus.APPROVED, "a")
+    finding.refresh_from_db()
+    assert finding.status == MismatchStatus.WRITTEN_OFF
+    assert finding.resolution_journal_id == approved.journal_id
+    balances = account_balances(codes=["suspense:EUR", "write_offs:EUR"])
+    # Money received that nobody could place, written off: a gain, so the write-offs (expense) account goes below zero.
+    assert balances == {"suspense:EUR": 0, "write_offs:EUR": -250}
+    assert [e.action for e in AuditEntry.objects.order_by("pk")] == ["adjustment.propose", "adjustment.approve"]
+
+
+def test_the_database_refuses_an_adjustment_decided_by_its_proposer(finding: Mismatch) -> None:
+    adjustment = write_off_propose(user=person("o", "finance operator"), mismatch_id=finding.pk, memo="small")
+    with pytest.raises(IntegrityError, match="recon_adjustment_four_eyes"), transaction.atomic():
+        Adjustment.objects.filter(pk=adjustment.pk).update(status="approved", decided_by="o")
+
+
+def test_an_adjustment_must_balance_on_existing_accounts_and_a_rejection_posts_nothing(finding: Mismatch) -> None:
+    operator, approver = person("o", "finance operator"), person("a", "finance approver")
+    with pytest.raises(ValueError, match="no such account"):
+        adjustment_propose(
+            user=operator, memo="typo", lines=[ProposedLine("bank:EUR", "D", 1), ProposedLine("bnak:EUR", "C", 1)]
+        )
+    with pytest.raises(Exception, match="balance"):
+        adjustment_propose(
+            user=operator, memo="off", lines=[ProposedLine("bank:EUR", "D", 2), ProposedLine("suspense:EUR", "C", 1)]
+        )
+    adjustment = adjustment_propose(
+        user=operator,
+        memo="bank fee",
+        mismatch_id=finding.pk,
+        lines=[ProposedLine("suspense:EUR", "D", 250), ProposedLine("bank:EUR", "C", 250)],
+    )
+
+    adjustment_reject(adjustment_id=adjustment.pk, user=approver, note="not a bank fee")
+
+    adjustment.refresh_from_db()
+    assert (adjustment.status, adjustment.journal_id) == (AdjustmentStatus.REJECTED, None)
+    finding.refresh_from_db()
+    assert finding.status == MismatchStatus.OPEN
+    assert account_balances(codes=["suspense:EUR"])["suspense:EUR"] == -250
+
+
+def test_the_audit_trail_is_append_only(finding: Mismatch) -> None:
+    mismatch_resolve(mismatch_id=finding.pk, user=person("o", "finance operator"), note="why")
+    for statement in ("UPDATE audit_auditentry SET actor = 'someone else'", "DELETE FROM audit_auditentry"):
+        with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+    assert AuditEntry.objects.get().actor == "o"
