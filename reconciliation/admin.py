@@ -8,14 +8,28 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from api.admin_actions import NoteForm, with_form
 from api.readonly_admin import ReadOnlyAdmin
+from audit.admin import audit_html
+from ledger.errors import LedgerError
 from reconciliation.ingest import SettlementFileInvalid
-from reconciliation.models import LedgerCheckRun, Mismatch, MismatchStatus, ReconciliationRun
+from reconciliation.models import Adjustment, LedgerCheckRun, Mismatch, MismatchStatus, ReconciliationRun
+from reconciliation.resolutions import (
+    FindingClosed,
+    ProposedLine,
+    adjustment_approve,
+    adjustment_propose,
+    adjustment_reject,
+    mismatch_resolve,
+    mismatch_retry,
+    write_off_propose,
+)
 from reconciliation.runs import reconciliation_run
 from reconciliation.selectors import CHECK_TITLES, describe_violation
 
@@ -85,7 +99,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
         # Starting a run is an operator's act: the same permission as changing a run would need.
-        if not request.user.has_perm("reconciliation.add_reconciliationrun"):
+        if not request.user.has_perm("reconciliation.start_run"):
             raise PermissionDenied
         form = SettlementUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
@@ -111,6 +125,73 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 class MismatchAdmin(ReadOnlyAdmin):
     """The investigation queue: what the nightly runs could not settle by themselves, and what they did."""
 
+    actions = ["resolve", "propose_adjustment", "propose_write_off", "retry"]
+    readonly_fields = ["audit_trail"]
+
+    def has_resolve_mismatch_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("reconciliation.resolve_mismatch")
+
+    @admin.display(description="audit trail")
+    def audit_trail(self, mismatch: Mismatch) -> str:
+        return audit_html("mismatch", mismatch.pk)
+
+    @admin.action(description="Resolve with a note", permissions=["resolve_mismatch"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet[Mismatch]) -> HttpResponse | None:
+        return with_form(
+            self,
+            request,
+            queryset.filter(status=MismatchStatus.OPEN),
+            action="resolve",
+            title="Resolve findings",
+            explanation="Closes each finding with your note; nothing is posted.",
+            submit="Resolve",
+            apply=lambda m, data: f"{mismatch_resolve(mismatch_id=m.pk, user=request.user, note=data['note'])}",
+            refusals=REFUSALS,
+        )
+
+    @admin.action(description="Propose an adjustment (a second person approves)", permissions=["resolve_mismatch"])
+    def propose_adjustment(self, request: HttpRequest, queryset: QuerySet[Mismatch]) -> HttpResponse | None:
+        return with_form(
+            self,
+            request,
+            queryset.filter(status=MismatchStatus.OPEN),
+            action="propose_adjustment",
+            title="Propose an adjustment",
+            explanation="A balanced posting on existing accounts. It posts once another person approves it.",
+            submit="Propose",
+            form_class=AdjustmentForm,
+            apply=lambda m, data: str(
+                adjustment_propose(user=request.user, lines=data["lines"], memo=data["note"], mismatch_id=m.pk)
+            ),
+            refusals=REFUSALS,
+        )
+
+    @admin.action(
+        description="Propose a write-off to suspense (a second person approves)", permissions=["resolve_mismatch"]
+    )
+    def propose_write_off(self, request: HttpRequest, queryset: QuerySet[Mismatch]) -> HttpResponse | None:
+        return with_form(
+            self,
+            request,
+            queryset.filter(status=MismatchStatus.OPEN),
+            action="propose_write_off",
+            title="Propose write-offs",
+            explanation="Each finding's difference leaves suspense for write-offs once another person approves.",
+            submit="Propose",
+            apply=lambda m, data: str(write_off_propose(user=request.user, mismatch_id=m.pk, memo=data["note"])),
+            refusals=REFUSALS,
+        )
+
+    @admin.action(description="Retry the automatic resolution", permissions=["resolve_mismatch"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Mismatch]) -> None:
+        for mismatch in queryset.filter(status=MismatchStatus.OPEN):
+            try:
+                after = mismatch_retry(mismatch_id=mismatch.pk, user=request.user)
+            except (PermissionDenied, *REFUSALS) as exc:
+                self.message_user(request, f"{mismatch}: {exc}", messages.ERROR)
+                continue
+            self.message_user(request, f"{after}", messages.SUCCESS)
+
     list_display = [
         "category",
         "status",
@@ -126,3 +207,71 @@ class MismatchAdmin(ReadOnlyAdmin):
     list_select_related = ["run"]
     search_fields = ["=reference", "=natural_key"]
     date_hierarchy = "created_at"
+
+
+def _lines(text: str) -> list[ProposedLine]:
+    lines = []
+    for number, raw in enumerate(text.strip().splitlines(), start=1):
+        parts = raw.split()
+        if len(parts) != 3 or parts[1] not in ("D", "C") or not parts[2].isdigit():
+            raise forms.ValidationError(f"line {number}: write 'account D|C amount-in-minor-units'")
+        lines.append(ProposedLine(parts[0], parts[1], int(parts[2])))
+    if len(lines) < 2:
+        raise forms.ValidationError("an adjustment has at least two lines")
+    return lines
+
+
+class AdjustmentForm(NoteForm):
+    lines = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="One line per entry: account code, D or C, amount in minor units. E.g. 'suspense:EUR D 250'.",
+    )
+
+    def clean_lines(self) -> list[ProposedLine]:
+        return _lines(self.cleaned_data["lines"])
+
+
+REFUSALS = (FindingClosed, LedgerError)
+
+
+@admin.register(Adjustment)
+class AdjustmentAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "kind", "status", "mismatch", "memo", "proposed_by", "proposed_at", "decided_by", "journal"]
+    list_filter = ["status", "kind"]
+    actions = ["approve", "reject"]
+    readonly_fields = ["audit_trail"]
+
+    @admin.display(description="audit trail")
+    def audit_trail(self, adjustment: Adjustment) -> str:
+        return audit_html("adjustment", adjustment.pk)
+
+    def has_approve_adjustment_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("reconciliation.approve_adjustment")
+
+    @admin.action(description="Approve and post (not your own)", permissions=["approve_adjustment"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[Adjustment]) -> HttpResponse | None:
+        return with_form(
+            self,
+            request,
+            queryset,
+            action="approve",
+            title="Approve adjustments",
+            explanation="Each posts to the ledger as proposed. You cannot approve one you proposed.",
+            submit="Approve and post",
+            apply=lambda a, data: f"{adjustment_approve(adjustment_id=a.pk, user=request.user, note=data['note'])}",
+            refusals=REFUSALS,
+        )
+
+    @admin.action(description="Reject", permissions=["approve_adjustment"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[Adjustment]) -> HttpResponse | None:
+        return with_form(
+            self,
+            request,
+            queryset,
+            action="reject",
+            title="Reject adjustments",
+            explanation="Nothing is posted; the finding stays open.",
+            submit="Reject",
+            apply=lambda a, data: f"{adjustment_reject(adjustment_id=a.pk, user=request.user, note=data['note'])}",
+            refusals=REFUSALS,
+        )

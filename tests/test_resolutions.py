@@ -4,11 +4,13 @@ trail, and postings that balance."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
+from django.test import Client
 
 from audit.models import AuditEntry
 from audit.selectors import audit_entries_for
@@ -167,3 +169,51 @@ def test_the_audit_trail_is_append_only(finding: Mismatch) -> None:
         with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement)
     assert AuditEntry.objects.get().actor == "o"
+
+
+def admin_as(user: User) -> Any:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_console_resolves_proposes_and_approves_through_the_services(finding: Mismatch) -> None:
+    operator, approver = person("o", "finance operator"), person("a", "finance approver")
+    viewer = person("v", "finance viewer")
+    changelist = "/admin/reconciliation/mismatch/"
+
+    # a viewer sees the queue but no action that changes anything
+    page = admin_as(viewer).get(changelist)
+    assert page.status_code == 200
+    assert b"Resolve with a note" not in page.content
+    assert b"Resolve with a note" in admin_as(operator).get(changelist).content
+
+    # the operator proposes a write-off, with the note the form asks for first
+    form = admin_as(operator).post(changelist, {"action": "propose_write_off", "_selected_action": [finding.pk]})
+    assert b"Why: kept on the record." in form.content
+    done = admin_as(operator).post(
+        changelist,
+        {"action": "propose_write_off", "_selected_action": [finding.pk], "apply": "1", "note": "PSP test line"},
+    )
+    assert done.status_code == 302
+    adjustment = Adjustment.objects.get()
+
+    # the proposer cannot approve through the console either; the approver can
+    adjustments = "/admin/reconciliation/adjustment/"
+    both = person("b", "finance operator", "finance approver")
+    own = write_off_propose(user=both, mismatch_id=finding.pk, memo="mine")
+    refused = admin_as(both).post(
+        adjustments, {"action": "approve", "_selected_action": [own.pk], "apply": "1", "note": "ok"}, follow=True
+    )
+    assert b"approved by someone other than its proposer" in refused.content
+    admin_as(approver).post(
+        adjustments, {"action": "approve", "_selected_action": [adjustment.pk], "apply": "1", "note": "ok"}
+    )
+
+    adjustment.refresh_from_db()
+    assert adjustment.status == AdjustmentStatus.APPROVED
+    finding.refresh_from_db()
+    assert finding.status == MismatchStatus.WRITTEN_OFF
+    shown = admin_as(viewer).get(f"/admin/reconciliation/adjustment/{adjustment.pk}/change/").content.decode()
+    assert "o · adjustment.propose · PSP test line" in shown
+    assert "a · adjustment.approve · ok" in shown
