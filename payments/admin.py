@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from typing import Any
 
+from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from api.admin_actions import with_form
 from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
+from audit.admin import audit_html
+from audit.services import audit_record
+from payments.errors import NothingToPayOut, OrderNotCaptured, PayoutAccountMissing
 from payments.models import (
     DeadLetter,
     Dispute,
@@ -18,7 +25,11 @@ from payments.models import (
     Refund,
     WebhookEvent,
 )
+from payments.payouts import payout_create
+from payments.releases import order_funds_release
 from payments.retries import dead_letter_replay
+from wallets.admin import WalletAdmin
+from wallets.models import Wallet
 
 
 class PaymentOrderInline(ReadOnlyInline):
@@ -90,6 +101,43 @@ class PaymentOrderAdmin(ReadOnlyAdmin):
     list_select_related = ["event"]
     search_fields = ["=payment_order_id", "=event__payment_id", "=psp_reference", "=psp_token", "=seller__account"]
     inlines = [OrderTransitionInline, RefundInline, DisputeAllocationInline]
+    actions = ["release"]
+    readonly_fields = ["audit_trail"]
+
+    def has_release_funds_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.release_funds")
+
+    @admin.display(description="audit trail")
+    def audit_trail(self, order: PaymentOrder) -> str:
+        return audit_html("payment_order", order.payment_order_id)
+
+    @admin.action(description="Release the seller's funds (delivery confirmed)", permissions=["release_funds"])
+    def release(self, request: HttpRequest, queryset: QuerySet[PaymentOrder]) -> HttpResponse | None:
+        def apply(order: Any, data: dict[str, Any]) -> str:
+            with transaction.atomic():
+                released = order_funds_release(
+                    payment_order_id=order.payment_order_id, actor=f"admin:{request.user.get_username()}"
+                )
+                audit_record(
+                    actor=request.user.get_username(),
+                    action="order.release",
+                    object_type="payment_order",
+                    object_id=order.payment_order_id,
+                    reason=data["note"],
+                )
+            return f"{released}: funds released"
+
+        return with_form(
+            self,
+            request,
+            queryset.filter(released_at__isnull=True),
+            action="release",
+            title="Release funds",
+            explanation="Each order's seller funds move from pending to available, once.",
+            submit="Release",
+            apply=apply,
+            refusals=(OrderNotCaptured,),
+        )
 
 
 @admin.register(Refund)
@@ -144,12 +192,84 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     list_filter = ["task", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["=object_id"]
     actions = ["replay"]
+    readonly_fields = ["audit_trail"]
 
-    @admin.action(description="Replay: send the work again, once")
-    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        # The service does the work and is idempotent: a closed letter, or a second click, sends nothing again.
-        replayed = sum(
-            dead_letter_replay(dead_letter_id=letter.pk, actor=f"admin:{request.user.get_username()}")
-            for letter in queryset.filter(resolved_at__isnull=True)
+    def has_replay_deadletter_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.replay_deadletter")
+
+    @admin.display(description="audit trail")
+    def audit_trail(self, letter: DeadLetter) -> str:
+        return audit_html("dead_letter", letter.pk)
+
+    @admin.action(description="Replay: send the work again, once", permissions=["replay_deadletter"])
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> HttpResponse | None:
+        actor = f"admin:{request.user.get_username()}"
+
+        def apply(letter: Any, data: dict[str, Any]) -> str:
+            # The service does the work and is idempotent: a closed letter, or a second click, sends nothing again.
+            with transaction.atomic():
+                replayed = dead_letter_replay(dead_letter_id=letter.pk, actor=actor)
+                if replayed:
+                    audit_record(
+                        actor=request.user.get_username(),
+                        action="dead_letter.replay",
+                        object_type="dead_letter",
+                        object_id=str(letter.pk),
+                        reason=data["note"],
+                    )
+            return f"{letter}: {'replayed' if replayed else 'already closed, nothing sent'}"
+
+        return with_form(
+            self,
+            request,
+            queryset.filter(resolved_at__isnull=True),
+            action="replay",
+            title="Replay dead letters",
+            explanation="Each is sent again once; the letter is closed as replayed.",
+            submit="Replay",
+            apply=apply,
         )
-        self.message_user(request, f"{replayed} dead letter(s) replayed.", messages.SUCCESS)
+
+
+class WalletPayoutAdmin(WalletAdmin):
+    """The wallet list, with the operator's "pay out now" (payouts belong to payments, which builds on wallets)."""
+
+    actions = ["pay_out"]
+
+    def has_trigger_payout_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.trigger_payout")
+
+    @admin.action(description="Pay out the available balance now", permissions=["trigger_payout"])
+    def pay_out(self, request: HttpRequest, queryset: QuerySet[Wallet]) -> HttpResponse | None:
+        def apply(wallet: Any, data: dict[str, Any]) -> str:
+            with transaction.atomic():
+                payout = payout_create(
+                    seller_account=wallet.seller_id,
+                    currency=wallet.currency,
+                    actor=f"admin:{request.user.get_username()}",
+                )
+                audit_record(
+                    actor=request.user.get_username(),
+                    action="payout.create",
+                    object_type="payout",
+                    object_id=payout.payout_id,
+                    reason=data["note"],
+                    details={"seller": wallet.seller_id, "currency": wallet.currency, "amount": payout.amount},
+                )
+            return f"payout {payout.payout_id} of {payout.amount} {payout.currency} (minor units) created"
+
+        return with_form(
+            self,
+            request,
+            queryset,
+            action="pay_out",
+            title="Pay out now",
+            explanation="One payout per wallet of its whole available balance, if above the minimum.",
+            submit="Pay out",
+            apply=apply,
+            refusals=(NothingToPayOut, PayoutAccountMissing),
+        )
+
+
+admin.site.unregister(Wallet)
+admin.site.register(Wallet, WalletPayoutAdmin)

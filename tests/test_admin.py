@@ -122,12 +122,22 @@ def test_a_dead_letter_is_replayed_from_the_admin_once(staff: Client, post_payme
         last_failed_at=now,
     )
 
-    for _ in range(2):  # a double submit replays once
+    # the action asks why first, then replays; a double submit replays once
+    asked = staff.post("/admin/payments/deadletter/", {"action": "replay", "_selected_action": [str(letter.pk)]})
+    assert b"Why: kept on the record." in asked.content
+    for _ in range(2):
         response = staff.post(
-            "/admin/payments/deadletter/", {"action": "replay", "_selected_action": [str(letter.pk)]}, follow=True
+            "/admin/payments/deadletter/",
+            {"action": "replay", "_selected_action": [str(letter.pk)], "apply": "1", "note": "PSP back up"},
+            follow=True,
         )
         assert response.status_code == 200
 
     letter.refresh_from_db()
     assert letter.resolved_at is not None
     assert letter.resolution == "replayed by admin:fin"
+    from audit.models import AuditEntry
+
+    assert list(AuditEntry.objects.values_list("actor", "action", "reason")) == [
+        ("fin", "dead_letter.replay", "PSP back up")
+    ]

@@ -178,3 +178,47 @@ def test_only_money_taken_back_may_make_a_seller_debt(post_payment: Callable[...
 def test_the_database_knows_the_same_debt_kinds_as_the_code() -> None:
     migration = importlib.import_module("wallets.migrations.0006_wallet_held_and_seller_debt")
     assert tuple(migration.DEBT_KINDS) == DEBT_KINDS
+
+
+def test_an_operator_releases_and_pays_out_from_the_console_and_a_viewer_cannot(
+    post_payment: Callable[..., Any],
+) -> None:
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    from audit.models import AuditEntry
+
+    def console(name: str, group: str) -> Client:
+        user = User.objects.create_user(name, password="pw-for-tests-only", is_staff=True)
+        user.groups.add(Group.objects.get(name=group))
+        client = Client()
+        client.force_login(user)
+        return client
+
+    seller = unique("seller")
+    po = captured_order(post_payment, seller)
+    seller_payout_settings_update(seller_account=seller, payout_account="acct_x")
+    viewer, operator = console("v", "finance viewer"), console("o", "finance operator")
+    orders = "/admin/payments/paymentorder/"
+    release = {"action": "release", "_selected_action": [po.pk], "apply": "1", "note": "delivered, per the courier"}
+
+    viewer.post(orders, release)
+    po.refresh_from_db()
+    assert po.released_at is None
+    operator.post(orders, release)
+    po.refresh_from_db()
+    assert po.released_at is not None
+    wallet_row = Wallet.objects.get(seller_id=seller)
+    assert wallet_row.available == 9500
+
+    operator.post(
+        "/admin/wallets/wallet/",
+        {"action": "pay_out", "_selected_action": [wallet_row.pk], "apply": "1", "note": "seller asked"},
+    )
+
+    payout = Payout.objects.get(seller_id=seller)
+    assert (payout.amount, payout.actor) == (9500, "admin:o")
+    assert list(AuditEntry.objects.order_by("pk").values_list("actor", "action")) == [
+        ("o", "order.release"),
+        ("o", "payout.create"),
+    ]
