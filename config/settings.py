@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "payments",
     "reconciliation",
     "audit",
+    "console",
     "psp_sandbox",
     "storefront",
 ]

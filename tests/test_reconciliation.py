@@ -292,3 +292,61 @@ def test_the_sandboxs_own_report_faults_are_each_found(wired: Sandbox, post_paym
     assert run.counts["timing"] == timing
     assert run.ledger_check is not None
     assert run.ledger_check.ok
+
+
+def test_one_page_tells_the_payments_story_and_any_id_finds_it(
+    wired: Sandbox, post_payment: Callable[..., Any], api: Any, admin_client: Any, settings: Any
+) -> None:
+    from payments.models import Payout, Refund
+    from payments.payouts import payout_create
+    from wallets.services import seller_payout_settings_update
+
+    settings.PSP_RETRY_BACKOFF_SECONDS = 1
+    paid = pay(post_payment)
+    api.post(f"/v1/payment-orders/{paid.payment_order_id}/release")
+    refund_id = api.post(
+        f"/v1/payment-orders/{paid.payment_order_id}/refunds",
+        {"amount": "10.00"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=unique("k"),
+    ).json()["refund_id"]
+    wait_until(lambda: Refund.objects.get(refund_id=refund_id).status == "SUCCEEDED")
+    seller_payout_settings_update(seller_account=paid.seller_id, payout_account="acct_story")
+    payout = payout_create(seller_account=paid.seller_id, currency="EUR", actor="test")
+    wait_until(lambda: Payout.objects.get(pk=payout.pk).status == "PAID")
+    reconciliation_run(settlement_date=SETTLES_ON)
+    refund = Refund.objects.get(refund_id=refund_id)
+    charge_line = SettledItem.objects.get(key=paid.psp_reference).balance_transaction_id
+
+    event = paid.event
+    page = admin_client.get(f"/admin/payments/paymentevent/{event.pk}/change/").content.decode()
+
+    for expected in (
+        paid.payment_order_id,
+        "PARTIALLY_REFUNDED",
+        refund_id,
+        refund.psp_reference,
+        payout.payout_id,
+        "payin",
+        "release",
+        "refund",
+        "payment_intent.succeeded",
+        charge_line,
+        f"seller_available:{paid.seller_id}:EUR",
+    ):
+        assert expected in page, expected
+    for term in (
+        event.payment_id,
+        event.checkout_id,
+        paid.payment_order_id,
+        paid.psp_reference,
+        refund_id,
+        refund.psp_reference,
+        charge_line,
+        paid.seller_id,
+    ):
+        found = admin_client.get("/admin/payments/paymentevent/", {"q": term}).content.decode()
+        assert event.payment_id in found, term
+    assert (
+        event.payment_id not in admin_client.get("/admin/payments/paymentevent/", {"q": "pi_nobody"}).content.decode()
+    )
