@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+from django.utils.html import format_html
 
 from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
 from ledger.models import Account, Entry, JournalTransaction
+from ledger.selectors import account_balance, trial_balances
+
+
+def as_of_param(request: HttpRequest) -> datetime | None:
+    """``?as_of=YYYY-MM-DDTHH:MM`` (UTC); absent or unreadable: now."""
+    raw = request.GET.get("as_of", "")
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC) if raw else None
+    except ValueError:
+        return None
 
 
 class EntryInline(ReadOnlyInline):
@@ -19,6 +36,47 @@ class AccountAdmin(ReadOnlyAdmin):
     list_display = ["code", "type", "currency", "created_at"]
     list_filter = ["type", "currency"]
     search_fields = ["code"]
+    readonly_fields = ["balance", "postings"]
+
+    def get_urls(self) -> list[Any]:
+        page = path("trial-balance/", self.admin_site.admin_view(self.trial_balance_view), name="ledger_trial_balance")
+        return [page, *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        self._as_of = as_of_param(request)  # read by ``balance`` while this page renders
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="balance (minor units)")
+    def balance(self, account: Account) -> str:
+        as_of = getattr(self, "_as_of", None)
+        moment = f"as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "now"
+        return format_html(
+            "{} {} · <form method='get' style='display:inline'>as of <input type='datetime-local' name='as_of'>"
+            " <input type='submit' value='Show'></form>",
+            account_balance(code=account.code, as_of=as_of),
+            moment,
+        )
+
+    @admin.display(description="postings")
+    def postings(self, account: Account) -> str:
+        return format_html("<a href='../../../entry/?account__code__exact={}'>the account's entries</a>", account.code)
+
+    def trial_balance_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        as_of = as_of_param(request)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Trial balance",
+            "balances": trial_balances(as_of=as_of),
+            "as_of": as_of,
+            "as_of_input": request.GET.get("as_of", ""),
+        }
+        return render(request, "admin/ledger/trial_balance.html", context)
 
 
 @admin.register(JournalTransaction)
@@ -36,3 +94,10 @@ class EntryAdmin(ReadOnlyAdmin):
     list_select_related = ["journal", "account"]
     list_filter = ["side", "currency"]
     raw_id_fields = ["journal", "account"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        # One account's entries (the drill-down from an account, a wallet or the trial balance). Not a list
+        # filter: listing every account code would read the whole chart on every page.
+        return lookup in ("account__code__exact", "journal__id__exact") or super().lookup_allowed(
+            lookup, value, request
+        )

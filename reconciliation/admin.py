@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from api.admin_actions import NoteForm, with_form
@@ -31,7 +31,7 @@ from reconciliation.resolutions import (
     write_off_propose,
 )
 from reconciliation.runs import reconciliation_run
-from reconciliation.selectors import CHECK_TITLES, describe_violation
+from reconciliation.selectors import CHECK_TITLES, describe_violation, runs_chart
 
 
 @admin.register(LedgerCheckRun)
@@ -90,8 +90,13 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return ", ".join(f"{count} {category}" for category, count in sorted(run.counts.items()))
 
     @admin.display(description="open findings")
-    def open_findings(self, run: ReconciliationRun) -> int:
-        return run.mismatches.filter(status=MismatchStatus.OPEN).count()
+    def open_findings(self, run: ReconciliationRun) -> str:
+        count = run.mismatches.filter(status=MismatchStatus.OPEN).count()
+        url = reverse("admin:reconciliation_mismatch_changelist")
+        return format_html("<a href='{}?run__id__exact={}'>{}</a>", url, run.pk, count)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {**(extra_context or {}), "chart": runs_chart()})
 
     def get_urls(self) -> list[Any]:
         upload = path("upload/", self.admin_site.admin_view(self.upload_view), name="reconciliation_upload")

@@ -317,3 +317,38 @@ def describe_violation(violation: Violation) -> str:
             f" the order {order['amount']} {order['currency']}"
         )
     return f"{check}: {detail}"
+
+
+CHART_NIGHTS = 30
+# Categories drawn in the chart, bottom up; matched is the bulk and is shown as a number, not a bar.
+CHART_CATEGORIES = [
+    "timing",
+    "amount_difference",
+    "fee_difference",
+    "missing_internally",
+    "missing_at_psp",
+    "status_mismatch",
+    "duplicate_line",
+    "unclassifiable",
+]
+
+
+def runs_chart(*, psp: str | None = None) -> list[dict[str, Any]]:
+    """The last 30 nights' runs, oldest first, with their findings per category: what the run list draws."""
+    from reconciliation.models import ReconciliationRun
+
+    runs = ReconciliationRun.objects.order_by("-settlement_date")
+    if psp:
+        runs = runs.filter(psp=psp)
+    rows = list(runs.values("pk", "psp", "settlement_date", "status", "counts")[:CHART_NIGHTS])
+    return [
+        {
+            "pk": row["pk"],
+            "label": f"{row['settlement_date']:%m-%d} {row['psp']}",
+            "status": row["status"],
+            "matched": row["counts"].get("matched", 0),
+            "findings": [(category, row["counts"].get(category, 0)) for category in CHART_CATEGORIES],
+            "total": sum(row["counts"].get(category, 0) for category in CHART_CATEGORIES),
+        }
+        for row in reversed(rows)
+    ]

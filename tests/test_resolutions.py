@@ -217,3 +217,30 @@ def test_the_console_resolves_proposes_and_approves_through_the_services(finding
     shown = admin_as(viewer).get(f"/admin/reconciliation/adjustment/{adjustment.pk}/change/").content.decode()
     assert "o · adjustment.propose · PSP test line" in shown
     assert "a · adjustment.approve · ok" in shown
+
+
+def test_ledger_pages_trial_balance_account_as_of_and_the_runs_chart(finding: Mismatch) -> None:
+    from ledger.models import Account
+
+    viewer = admin_as(person("v", "finance viewer"))
+
+    now = viewer.get("/admin/ledger/account/trial-balance/").content.decode()
+    before = viewer.get("/admin/ledger/account/trial-balance/", {"as_of": "2000-01-01T00:00"}).content.decode()
+    suspense = Account.objects.get(code="suspense:EUR")
+    account_page = viewer.get(f"/admin/ledger/account/{suspense.pk}/change/").content.decode()
+    then_page = viewer.get(
+        f"/admin/ledger/account/{suspense.pk}/change/", {"as_of": "2000-01-01T00:00"}
+    ).content.decode()
+    entries = viewer.get("/admin/ledger/entry/", {"account__code__exact": "suspense:EUR"}).content.decode()
+    runs = viewer.get("/admin/reconciliation/reconciliationrun/").content.decode()
+
+    assert "bank:EUR" in now
+    assert "EUR — balanced" in now
+    assert "Trial balance as of 2000-01-01 00:00 UTC" in before
+    assert "250" not in before
+    assert "-250 now" in account_page
+    assert "0 as of 2000-01-01 00:00 UTC" in then_page
+    assert "suspense:EUR" in entries
+    assert "bank:EUR" not in entries  # one account's entries only
+    assert "Findings per night" in runs
+    assert f"?run__id__exact={finding.run_id}" in runs

@@ -4,9 +4,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from api.readonly_admin import ReadOnlyAdmin
-from wallets.models import Seller, Wallet
+from wallets.models import Bucket, Seller, Wallet
+from wallets.services import wallet_account
 
 
 @admin.register(Seller)
@@ -24,6 +27,23 @@ class SellerAdmin(admin.ModelAdmin):
 class WalletAdmin(ReadOnlyAdmin):
     """Read-only: a wallet is the ledger's projection and changes only through postings."""
 
-    list_display = ["seller", "currency", "pending", "available", "reserved", "updated_at"]
+    list_display = ["seller", "currency", "pending", "available", "reserved", "held", "updated_at"]
     list_filter = ["currency"]
     search_fields = ["=seller__account"]
+    readonly_fields = ["postings"]
+
+    @admin.display(description="postings per bucket")
+    def postings(self, wallet: Wallet) -> str:
+        links = format_html_join(
+            " · ",
+            "<a href='{}?account__code__exact={}'>{}</a>",
+            (
+                (
+                    reverse("admin:ledger_entry_changelist"),
+                    wallet_account(wallet.seller_id, wallet.currency, b).code,
+                    b.label,
+                )
+                for b in Bucket
+            ),
+        )
+        return format_html("{}", links)
