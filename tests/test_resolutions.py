@@ -244,3 +244,23 @@ def test_ledger_pages_trial_balance_account_as_of_and_the_runs_chart(finding: Mi
     assert "bank:EUR" not in entries  # one account's entries only
     assert "Findings per night" in runs
     assert f"?run__id__exact={finding.run_id}" in runs
+
+
+def test_the_demo_data_has_one_person_per_finance_role(settings: Any, tmp_path: Any) -> None:
+    import json as json_module
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.BASE_DIR = tmp_path  # the command keeps its generated secrets under BASE_DIR/var
+    out = StringIO()
+    call_command("seed_demo", "--json", stdout=out)
+
+    printed = json_module.loads(out.getvalue())
+    roles = {u.username: list(u.groups.values_list("name", flat=True)) for u in User.objects.filter(is_superuser=False)}
+    assert roles == {
+        "finance": ["finance viewer"],
+        "operator": ["finance operator"],
+        "approver": ["finance approver"],
+    }
+    assert {user["username"] for user in printed["users"]} == {"admin", "finance", "operator", "approver"}

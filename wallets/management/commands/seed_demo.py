@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
@@ -25,7 +25,6 @@ from wallets.models import Seller
 
 CLIENT_NAME = "demo-storefront"
 SELLERS = {"seller_7": "Ada's Ceramics", "seller_9": "Bolt Bikes", "seller_12": "Cedar Books"}
-FINANCE_APPS = ["payments", "api", "wallets", "ledger", "reconciliation"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def _demo_users() -> list[DemoUser]:
     stored = _read_text(password_file)
     passwords: dict[str, str] = json.loads(stored) if stored else {}
     changed = False
-    for username in ("admin", "finance"):
+    for username in ("admin", "finance", "operator", "approver"):
         if not passwords.get(username):
             passwords[username] = secrets.token_urlsafe(12)
             changed = True
@@ -99,22 +98,34 @@ def _demo_users() -> list[DemoUser]:
             username="admin",
             defaults={"is_staff": True, "is_superuser": True, "is_active": True, "email": "admin@example.com"},
         )
-        finance, _ = user_model.objects.update_or_create(
-            username="finance",
-            defaults={"is_staff": True, "is_superuser": False, "is_active": True, "email": "finance@example.com"},
-        )
-        # Look-only access to the money: the finance team reads payments, clients and wallets but changes nothing.
-        finance.user_permissions.set(
-            Permission.objects.filter(content_type__app_label__in=FINANCE_APPS, codename__startswith="view_")
-        )
-        for user in (admin, finance):
+        # One demo person per finance role (the groups come from audit/migrations/0003_finance_groups.py).
+        staff = {}
+        for username, group in (
+            ("finance", "finance viewer"),
+            ("operator", "finance operator"),
+            ("approver", "finance approver"),
+        ):
+            staff[username], _ = user_model.objects.update_or_create(
+                username=username,
+                defaults={
+                    "is_staff": True,
+                    "is_superuser": False,
+                    "is_active": True,
+                    "email": f"{username}@example.com",
+                },
+            )
+            staff[username].groups.set(Group.objects.filter(name=group))
+            staff[username].user_permissions.clear()
+        for user in (admin, *staff.values()):
             # Reapplied every run, so the password printed at start is the one that works even if someone changed it.
             if not user.check_password(passwords[user.username]):
                 user.set_password(passwords[user.username])
                 user.save(update_fields=["password"])
     return [
         DemoUser("admin", passwords["admin"], "superuser"),
-        DemoUser("finance", passwords["finance"], "staff, view-only on every finance app"),
+        DemoUser("finance", passwords["finance"], "finance viewer: reads everything, changes nothing"),
+        DemoUser("operator", passwords["operator"], "finance operator: resolves findings, replays, releases, pays out"),
+        DemoUser("approver", passwords["approver"], "finance approver: approves adjustments others proposed"),
     ]
 
 
