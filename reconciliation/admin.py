@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -9,9 +10,11 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.db.models.functions import Abs, Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from api.admin_actions import NoteForm, with_form
@@ -126,6 +129,42 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return render(request, "admin/reconciliation/upload.html", context)
 
 
+class AgeFilter(admin.SimpleListFilter):
+    title = "age"
+    parameter_name = "age"
+    BOUNDS = {"day": (0, 1), "week": (1, 7), "month": (7, 30), "older": (30, None)}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("day", "under a day"), ("week", "1-7 days"), ("month", "7-30 days"), ("older", "over 30 days")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Mismatch]) -> QuerySet[Mismatch]:
+        if self.value() not in self.BOUNDS:
+            return queryset
+        low, high = self.BOUNDS[str(self.value())]
+        now = timezone.now()
+        queryset = queryset.filter(created_at__lte=now - timedelta(days=low))
+        return queryset if high is None else queryset.filter(created_at__gt=now - timedelta(days=high))
+
+
+class AmountFilter(admin.SimpleListFilter):
+    """By the size of the difference (or of the line, for a finding with no counterpart), in minor units."""
+
+    title = "amount"
+    parameter_name = "amount"
+    BOUNDS = {"small": (0, 100), "medium": (100, 10_000), "large": (10_000, None)}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("small", "under 100 minor units"), ("medium", "100 to 10,000"), ("large", "over 10,000")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Mismatch]) -> QuerySet[Mismatch]:
+        if self.value() not in self.BOUNDS:
+            return queryset
+        low, high = self.BOUNDS[str(self.value())]
+        size = Abs(Coalesce("difference", "psp_amount", "our_amount"))
+        queryset = queryset.annotate(size=size).filter(size__gte=low)
+        return queryset if high is None else queryset.filter(size__lt=high)
+
+
 @admin.register(Mismatch)
 class MismatchAdmin(ReadOnlyAdmin):
     """The investigation queue: what the nightly runs could not settle by themselves, and what they did."""
@@ -208,7 +247,7 @@ class MismatchAdmin(ReadOnlyAdmin):
         "run",
         "created_at",
     ]
-    list_filter = ["category", "status", "psp", "currency", "auto", "run"]
+    list_filter = ["category", "status", AgeFilter, AmountFilter, "psp", "currency", "auto", "run"]
     list_select_related = ["run"]
     search_fields = ["=reference", "=natural_key"]
     date_hierarchy = "created_at"

@@ -264,3 +264,33 @@ def test_the_demo_data_has_one_person_per_finance_role(settings: Any, tmp_path: 
         "approver": ["finance approver"],
     }
     assert {user["username"] for user in printed["users"]} == {"admin", "finance", "operator", "approver"}
+
+
+def test_the_queue_filters_by_age_and_amount(finding: Mismatch) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = Mismatch.objects.create(
+        psp="stripe",
+        natural_key="line:txn_2",
+        run=finding.run,
+        category="amount_difference",
+        currency="EUR",
+        psp_amount=100_000,
+        our_amount=50_000,
+        difference=50_000,
+        reference="txn_2",
+    )
+    Mismatch.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    viewer = admin_as(person("v", "finance viewer"))
+
+    def listed(**params: str) -> set[str]:
+        page = viewer.get("/admin/reconciliation/mismatch/", params).content.decode()
+        return {ref for ref in ("txn_1", "txn_2") if f">{ref}<" in page}
+
+    assert listed() == {"txn_1", "txn_2"}
+    assert listed(age="day") == {"txn_1"}
+    assert listed(age="older") == {"txn_2"}
+    assert listed(amount="medium") == {"txn_1"}
+    assert listed(amount="large") == {"txn_2"}
