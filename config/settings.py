@@ -205,6 +205,32 @@ PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")
 PLATFORM_FEE_PERCENT_BY_CURRENCY = env_decimal_map("PLATFORM_FEE_PERCENT_BY_CURRENCY", {})
 PLATFORM_FEE_FIXED = env_decimal_map("PLATFORM_FEE_FIXED", {})
 check_fees(PAYMENT_CURRENCIES, PLATFORM_FEE_PERCENT, PLATFORM_FEE_PERCENT_BY_CURRENCY, PLATFORM_FEE_FIXED)
+# --- Risk check before execution (payments/risk/) ---------------------------------------------------------------------
+# "rules" (the built-in rules) or "http" (an external provider at RISK_HTTP_URL).
+RISK_PROVIDER = env_str("RISK_PROVIDER", "rules")
+if RISK_PROVIDER not in ("rules", "http"):
+    raise ImproperlyConfigured(f"RISK_PROVIDER must be rules or http, not {RISK_PROVIDER!r}")
+RISK_HTTP_URL = env_str("RISK_HTTP_URL", "")
+RISK_HTTP_TOKEN = env_str("RISK_HTTP_TOKEN", "")
+RISK_HTTP_TIMEOUT_SECONDS = float(env_decimal("RISK_HTTP_TIMEOUT_SECONDS", "2"))
+RISK_HTTP_FALLBACK = env_str("RISK_HTTP_FALLBACK", "review")
+if RISK_HTTP_FALLBACK not in ("approve", "reject", "review"):
+    raise ImproperlyConfigured(f"RISK_HTTP_FALLBACK must be approve, reject or review, not {RISK_HTTP_FALLBACK!r}")
+if RISK_PROVIDER == "http" and not RISK_HTTP_URL:
+    raise ImproperlyConfigured("RISK_PROVIDER=http needs RISK_HTTP_URL")
+# Sanctions screening of buyer and seller names: a local list, one name per line.
+RISK_SANCTIONS_FILE = env_str("RISK_SANCTIONS_FILE", str(BASE_DIR / "config" / "sanctions.txt"))
+RISK_SANCTIONS_FUZZY_THRESHOLD = float(env_decimal("RISK_SANCTIONS_FUZZY_THRESHOLD", "0.88"))
+# Payments per buyer, payment method and buyer IP within the window; above the limit an order is rejected.
+RISK_VELOCITY_WINDOW_SECONDS = env_int("RISK_VELOCITY_WINDOW_SECONDS", 600)
+RISK_VELOCITY_LIMIT = env_int("RISK_VELOCITY_LIMIT", 20)
+# Per currency, major units: above REVIEW an order waits for a person, above REJECT it fails.
+RISK_REVIEW_AMOUNTS = env_decimal_map("RISK_REVIEW_AMOUNTS", {})
+RISK_REJECT_AMOUNTS = env_decimal_map("RISK_REJECT_AMOUNTS", {})
+# ISO 3166-1 alpha-2 codes of the buyer's country.
+RISK_BLOCKED_COUNTRIES = env_list("RISK_BLOCKED_COUNTRIES", [])
+RISK_REVIEW_COUNTRIES = env_list("RISK_REVIEW_COUNTRIES", [])
+
 # --- Settlement reconciliation (reconciliation/runs.py) -------------------------------------------------------------
 # The PSP settles a movement this many days after it (Stripe's standard: 2); a run for date D expects what our books
 # recorded up to the end of D minus this. What is missing from the file but recorded within the timing window before

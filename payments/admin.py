@@ -23,11 +23,14 @@ from payments.models import (
     PaymentOrder,
     Payout,
     Refund,
+    RiskReview,
+    RiskReviewStatus,
     WebhookEvent,
 )
 from payments.payouts import payout_create
 from payments.releases import order_funds_release
 from payments.retries import dead_letter_replay
+from payments.risk.reviews import ReviewDecided, risk_review_approve, risk_review_reject
 from wallets.admin import WalletAdmin
 from wallets.models import Wallet
 
@@ -229,6 +232,42 @@ class DeadLetterAdmin(ReadOnlyAdmin):
             submit="Replay",
             apply=apply,
         )
+
+
+@admin.register(RiskReview)
+class RiskReviewAdmin(ReadOnlyAdmin):
+    """Orders the risk check held: a finance operator sends or fails each, with a note."""
+
+    list_display = ["order", "rule", "status", "created_at", "decided_by", "decided_at"]
+    list_filter = ["status"]
+    list_select_related = ["order"]
+    search_fields = ["=order__payment_order_id"]
+    actions = ["approve", "reject"]
+
+    def has_decide_riskreview_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.decide_riskreview")
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet[RiskReview], approve: bool) -> HttpResponse | None:
+        decide = risk_review_approve if approve else risk_review_reject
+        return with_form(
+            self,
+            request,
+            queryset.filter(status=RiskReviewStatus.PENDING),
+            action="approve" if approve else "reject",
+            title="Send the held orders" if approve else "Fail the held orders",
+            explanation="Each order is sent to the PSP now." if approve else "Each order fails with risk_rejected.",
+            submit="Approve" if approve else "Reject",
+            apply=lambda review, data: str(decide(review_id=review.pk, user=request.user, note=data["note"])),
+            refusals=(ReviewDecided,),
+        )
+
+    @admin.action(description="Approve: send the order", permissions=["decide_riskreview"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[RiskReview]) -> HttpResponse | None:
+        return self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject: fail the order", permissions=["decide_riskreview"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[RiskReview]) -> HttpResponse | None:
+        return self._decide(request, queryset, approve=False)
 
 
 class WalletPayoutAdmin(WalletAdmin):

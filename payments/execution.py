@@ -23,10 +23,11 @@ from djmoney.money import Money
 
 from ledger.money import to_minor
 from payments.locks import order_lock
-from payments.models import OrderStatus, PaymentOrder
+from payments.models import OrderStatus, PaymentOrder, RiskReview, RiskReviewStatus
 from payments.psp import payment_gateway
 from payments.psp.gateway import ChargeResult, ChargeStatus, UnknownPspOutcome
 from payments.risk import Verdict, order_risk_check
+from payments.risk.reviews import risk_review_hold
 from payments.services import order_capture
 
 logger = logging.getLogger(__name__)
@@ -84,13 +85,18 @@ def _execution_start(payment_order_id: str) -> tuple[PaymentOrder, str, bool]:
             return order, payment_method, False
         sent_before = order.status in _SENDABLE
         if order.status == OrderStatus.NOT_STARTED:
-            decision = order_risk_check(order)
-            if decision.verdict is Verdict.REJECT:
-                order.mark_failed(actor="risk", reason=decision.rule, failure_code="risk_rejected")
-                order.save()
-                return order, payment_method, False
-            if decision.verdict is Verdict.REVIEW:
-                return order, payment_method, False  # stays NOT_STARTED until a person decides
+            review = RiskReview.objects.filter(order=order).values_list("status", flat=True).first()
+            if review == RiskReviewStatus.PENDING:
+                return order, payment_method, False  # held until a person decides (payments/risk/reviews.py)
+            if review != RiskReviewStatus.APPROVED:  # a person's approval stands in for the check
+                decision = order_risk_check(order)
+                if decision.verdict is Verdict.REJECT:
+                    order.mark_failed(actor="risk", reason=decision.rule, failure_code="risk_rejected")
+                    order.save()
+                    return order, payment_method, False
+                if decision.verdict is Verdict.REVIEW:
+                    risk_review_hold(order=order, rule=decision.rule)
+                    return order, payment_method, False  # stays NOT_STARTED until a person decides
             order.start_execution(actor=EXECUTOR)
         elif not sent_before:
             return order, payment_method, False

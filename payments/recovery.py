@@ -37,6 +37,7 @@ from payments.models import (
     Payout,
     Refund,
     RefundStatus,
+    RiskReviewStatus,
     WebhookEvent,
 )
 from payments.psp import payment_gateway
@@ -98,6 +99,7 @@ def _sweep(now: datetime, limit: int) -> SweepReport:
             )
         )
         .exclude(Exists(open_letter))
+        .exclude(risk_review__status=RiskReviewStatus.PENDING)  # held for a person, not lost
         .order_by("updated_at")
         .values_list("payment_order_id", flat=True)[:limit]
     )

@@ -32,6 +32,8 @@ class BuyerInfo:
     id: str
     email: str = ""
     country: str = ""
+    name: str = ""  # screened against the sanctions list by the risk check
+    ip: str | None = None  # the buyer's address as the storefront saw it: the risk check's velocity per IP
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,10 @@ class NewOrder:
 _INSERT_PAYMENT = """
 WITH event AS (
     INSERT INTO payments_paymentevent
-        (payment_id, client_id, checkout_id, buyer_id, buyer_email, buyer_country, payment_method_token)
+        (payment_id, client_id, checkout_id, buyer_id, buyer_email, buyer_country, buyer_name, buyer_ip,
+         payment_method_token)
     VALUES (%(payment_id)s, %(client_id)s, %(checkout_id)s, %(buyer_id)s, %(buyer_email)s, %(buyer_country)s,
-            %(payment_method_token)s)
+            %(buyer_name)s, %(buyer_ip)s, %(payment_method_token)s)
     RETURNING id, created_at
 ), orders AS (
     INSERT INTO payments_paymentorder
@@ -102,6 +105,8 @@ def payment_create(
                     "buyer_id": buyer.id,
                     "buyer_email": buyer.email,
                     "buyer_country": buyer.country,
+                    "buyer_name": buyer.name,
+                    "buyer_ip": buyer.ip,
                     "payment_method_token": payment_method_token,
                     "status": OrderStatus.NOT_STARTED.value,
                     "order_ids": [order.payment_order_id for order in orders],
@@ -127,6 +132,8 @@ def payment_create(
             buyer_id=buyer.id,
             buyer_email=buyer.email,
             buyer_country=buyer.country,
+            buyer_name=buyer.name,
+            buyer_ip=buyer.ip,
             payment_method_token=payment_method_token,
             created_at=created_at,
             updated_at=created_at,

@@ -97,6 +97,12 @@ class BuyerInfoInput(StrictSerializer):
     )
     email = EmailField(required=False)
     country = CountryField(required=False)
+    name = serializers.CharField(
+        required=False, max_length=200, help_text="The buyer's name, as on their card: screened by the risk check."
+    )
+    ip = serializers.IPAddressField(
+        required=False, help_text="The buyer's IP address as the storefront saw it: the risk check's velocity per IP."
+    )
 
 
 class PaymentMethodInput(StrictSerializer):
@@ -297,6 +303,8 @@ class BuyerInfoOutput(serializers.Serializer):
     id = serializers.CharField(source="buyer_id")
     email = serializers.CharField(source="buyer_email")
     country = serializers.CharField(source="buyer_country")
+    name = serializers.CharField(source="buyer_name")
+    ip = serializers.IPAddressField(source="buyer_ip", allow_null=True)
 
 
 class PaymentOutput(serializers.Serializer):
@@ -341,7 +349,13 @@ def payment_representation(event: PaymentEvent) -> dict[str, Any]:
         "payment_id": event.payment_id,
         "checkout_id": event.checkout_id,
         "status": event.summary_status,
-        "buyer_info": {"id": event.buyer_id, "email": event.buyer_email, "country": event.buyer_country},
+        "buyer_info": {
+            "id": event.buyer_id,
+            "email": event.buyer_email,
+            "country": event.buyer_country,
+            "name": event.buyer_name,
+            "ip": event.buyer_ip,
+        },
         "created_at": _TIMESTAMP.to_representation(event.created_at),
         "hosted_page_url": event.hosted_page_url or None,
         "payment_orders": [_order_fields(order) for order in event.orders.all()],

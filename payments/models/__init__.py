@@ -14,6 +14,7 @@ from payments.models.orders import (
 )
 from payments.models.payouts import OPEN_PAYOUT_STATUSES, Payout, PayoutStatus
 from payments.models.refunds import OPEN_REFUND_STATUSES, Refund, RefundStatus
+from payments.models.risk import RiskReview, RiskReviewStatus
 
 __all__ = [
     "CAPTURED_STATUSES",
@@ -32,5 +33,7 @@ __all__ = [
     "PayoutStatus",
     "Refund",
     "RefundStatus",
+    "RiskReview",
+    "RiskReviewStatus",
     "WebhookEvent",
 ]

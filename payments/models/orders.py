@@ -56,6 +56,9 @@ class PaymentEvent(models.Model):
     buyer_id = models.CharField(max_length=64, db_index=True)
     buyer_email = models.EmailField(blank=True, default="", db_default="")
     buyer_country = models.CharField(max_length=2, blank=True, default="", db_default="")
+    buyer_name = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # The buyer's address as the storefront saw it (our caller is the storefront's server): velocity per IP.
+    buyer_ip = models.GenericIPAddressField(null=True, blank=True)
     # A PSP payment method token (``pm_…``). Never card data: the API refuses anything card-like.
     payment_method_token = models.CharField(max_length=255, blank=True, default="", db_default="")
     # The PSP's hosted payment page for a checkout (POST /v1/checkouts); empty for a payment by saved method.
