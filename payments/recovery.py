@@ -43,6 +43,7 @@ from payments.psp import payment_gateway
 from payments.psp.gateway import ChargeResult, PspConfigurationError, TransientPspError, UnknownPspOutcome
 from payments.refunds import refund_apply_result
 from payments.retries import ORDER_EXECUTE_TASK, PAYOUT_EXECUTE_TASK, REFUND_EXECUTE_TASK
+from payments.selectors import orders_overdue
 from payments.services import executions_enqueue, tasks_enqueue
 from payments.webhooks import webhook_drain_request
 
@@ -111,9 +112,7 @@ def _sweep(now: datetime, limit: int) -> SweepReport:
         .update(resolved_at=now, resolution="the order reached a final state")
     )
     # 4. The alert.
-    overdue = PaymentOrder.objects.exclude(status__in=FINAL_STATUSES).filter(
-        created_at__lt=now - timedelta(seconds=settings.ORDER_IN_FLIGHT_ALERT_SECONDS)
-    )
+    overdue = orders_overdue(now=now)
     report.overdue = overdue.count()
     if report.overdue:
         first_ids = list(overdue.order_by("created_at").values_list("payment_order_id", flat=True)[:50])

@@ -4,6 +4,7 @@ from payments.models.disputes import Dispute, DisputeAllocation, DisputeStatus
 from payments.models.orders import (
     CAPTURED_STATUSES,
     FINAL_STATUSES,
+    IN_FLIGHT_STATUSES,
     DeadLetter,
     OrderStatus,
     OrderTransition,
@@ -18,6 +19,7 @@ from payments.models.refunds import OPEN_REFUND_STATUSES, Refund, RefundStatus
 __all__ = [
     "CAPTURED_STATUSES",
     "FINAL_STATUSES",
+    "IN_FLIGHT_STATUSES",
     "OPEN_PAYOUT_STATUSES",
     "OPEN_REFUND_STATUSES",
     "DeadLetter",
