@@ -48,7 +48,9 @@ def on_task_postrun(**kwargs: Any) -> None:
 
 def on_setup_logging(**kwargs: Any) -> None:
     """Connected, this stops Celery from replacing the root logger's handlers with its own: Django's LOGGING
-    (settings.py), with its JSON formatter and masking filter, stays the one configuration in every process."""
+    (settings.py), with its JSON formatter and masking filter, stays the one configuration in every process, and
+    LOG_LEVEL its level (a worker's ``--loglevel`` no longer changes it; nor, in the tests, does the embedded
+    worker's, which would otherwise raise the whole test process's level to ERROR)."""
 
 
 def connect() -> None:

@@ -8,7 +8,8 @@ payment; this is what makes sure none of them loses it.
 2. ``UNKNOWN`` and old ``PENDING`` orders (dead-lettered ones too): looked up at the PSP and moved to what it says.
    An ``UNKNOWN`` order the PSP has never seen was not charged: it is sent again.
 3. Dead letters whose order has reached a final state since (a webhook, a lookup): closed.
-4. Orders in flight past the alert threshold: an ERROR log line with their ids, and the count in the report.
+4. Orders in flight past the alert threshold: an ERROR log line with their ids, and the count in the report (the
+   same query as the ``marketpay_payment_orders_overdue`` gauge, which /metrics computes at every scrape).
 5. Webhook events waiting in the inbox: a drain is queued.
 6. Refunds and payouts, the same way: lost or ``UNKNOWN`` ones are queued again (their executor looks them up before
    it sends again, under the same idempotency key); old ``PENDING`` refunds are looked up. Dead-lettered ones wait
