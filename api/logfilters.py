@@ -12,7 +12,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from api.masking import mask_sensitive
 from config.env import env_str
 from ops import context
-from ops.logs import ContextFilter, JsonFormatter, extra_fields
+from ops.logs import ContextFilter, JsonFormatter, PlainFormatter, extra_fields
 
 
 def _masked(value: Any) -> Any:
@@ -48,8 +48,8 @@ class SensitiveDataFilter(logging.Filter):
 
 
 class MaskingGunicornLogger(GunicornLogger):
-    """gunicorn's logger (access and error logs): the masking and context filters on every handler, JSON lines
-    unless LOG_FORMAT=plain, and each access line with the request id the response carries. gunicorn's master loads
+    """gunicorn's logger (access and error logs): the masking and context filters on every handler, the project's
+    formatter (LOG_FORMAT), and each access line with the request id the response carries. gunicorn's master loads
     this before Django's settings, so LOG_FORMAT is read from the environment here."""
 
     def setup(self, cfg: Any) -> None:
@@ -59,8 +59,7 @@ class MaskingGunicornLogger(GunicornLogger):
             for handler in log.handlers:
                 handler.addFilter(ContextFilter())
                 handler.addFilter(SensitiveDataFilter())
-                if json_lines:
-                    handler.setFormatter(JsonFormatter())
+                handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         # The access line is written after the response, outside the request's context: the id comes from the
