@@ -59,11 +59,14 @@ def contains_card_number(text: str) -> bool:
 
 
 def mask_card_numbers(text: str) -> str:
-    """``text`` with every card number replaced, for log lines."""
+    """``text`` with every card number replaced, for log lines. The digits after a decimal point are not a card
+    number: a duration such as ``0.0367946749997828`` is Luhn-valid one time in ten, and would be masked."""
     if len(text) < 13:
         return text
     pieces, position = [], 0
     for start, end in _card_spans(text):
+        if start >= 2 and text[start - 1] == "." and text[start - 2].isdigit():
+            continue
         pieces += [text[position:start], "[card number removed]"]
         position = end
     return "".join(pieces) + text[position:] if pieces else text

@@ -116,6 +116,17 @@ def check_fees(
         raise ImproperlyConfigured(f"platform fee settings name currencies not in PAYMENT_CURRENCIES: {unknown}")
 
 
+def check_networks(name: str, values: list[str]) -> None:
+    """Refuse, at start-up, an allow-list entry that is not an IP address or network (``10.0.0.0/8``)."""
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address or network") from None
+
+
 def check_stripe(*, uses_sandbox: bool, webhook_secret: str, tolerance_seconds: int) -> None:
     """Refuse at start-up what would only show when the first webhook arrives."""
     if tolerance_seconds <= 0:

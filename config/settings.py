@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import (
     check_currencies,
     check_fees,
+    check_networks,
     check_stripe,
     env_bool,
     env_decimal,
@@ -55,9 +56,15 @@ INSTALLED_APPS = [
     "console",
     "psp_sandbox",
     "storefront",
+    "ops",
 ]
 
+# The request id first, so that every line logged during a request carries it (ops/middleware.py); django-prometheus'
+# pair around everything else counts and times each request (its per-request cost is a few in-memory or mmap'd
+# counter updates, no I/O).
 MIDDLEWARE = [
+    "ops.middleware.RequestIdMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -66,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -97,6 +105,8 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL: the ledger's invariants live in its triggers")
+# Django's PostgreSQL backend with django-prometheus' counters: connections, statements, errors, query durations.
+DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -348,15 +358,42 @@ STORAGES = {
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# json: one JSON object per line, for a log pipeline (the default); plain: for a person at a terminal (make run).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+# Every handler gets both filters: the context (request id, payment ids) first, then the masking of card numbers and
+# secrets, which so also covers the context and every extra field. Celery keeps this configuration too
+# (ops/signals.py), and gunicorn's own logs get the same filters (api.logfilters.MaskingGunicornLogger).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"card_numbers": {"()": "api.logfilters.CardNumberFilter"}},
+    "formatters": {"json": {"()": "ops.logs.JsonFormatter"}, "plain": {"()": "ops.logs.PlainFormatter"}},
+    "filters": {
+        "context": {"()": "ops.logs.ContextFilter"},
+        "sensitive": {"()": "api.logfilters.SensitiveDataFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["card_numbers"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "sensitive"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # stripe-python logs every request and response at INFO: two lines per PSP call, at the executor's rate.
+    # stripe-python logs every request and response at INFO: two lines per PSP call, at the executor's rate. Ours,
+    # one line per call with both request ids, is payments.psp.stripe's.
     "loggers": {"stripe": {"level": env_str("STRIPE_LOG_LEVEL", "WARNING")}},
 }
+
+# --- Operations: /healthz, /readyz, /metrics (ops/) -----------------------------------------------------------------
+# Each readiness check (PostgreSQL and migrations, Redis, the broker, the PSP) gives up after this long; they run at
+# once, so /readyz answers within about this time whatever is down.
+READINESS_TIMEOUT_SECONDS = float(env_decimal("READINESS_TIMEOUT_SECONDS", "1"))
+# /metrics is not public: a request presenting METRICS_TOKEN as a bearer token, or coming from an address in
+# METRICS_ALLOWED_IPS (addresses or networks), is let in. With no token set, the allow-list defaults to this machine.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [] if METRICS_TOKEN else ["127.0.0.1", "::1"])
+check_networks("METRICS_ALLOWED_IPS", METRICS_ALLOWED_IPS)
+# The gauges of payments, orders, refunds and payouts by status count those created in this last stretch of time,
+# so that a scrape costs a range scan on an index, whatever the size of the tables; orders in flight for longer than
+# ORDER_IN_FLIGHT_ALERT_SECONDS are counted apart, whatever their age.
+METRICS_WINDOW_SECONDS = env_int("METRICS_WINDOW_SECONDS", 3600)
+# The database's work for one scrape is cut off after this long (a statement_timeout), then reported as failed.
+METRICS_QUERY_TIMEOUT_MS = env_int("METRICS_QUERY_TIMEOUT_MS", 2000)

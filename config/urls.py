@@ -10,6 +10,8 @@ urlpatterns = [
     path("v1/", include("payments.api.urls")),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # /healthz, /readyz, /metrics: at the root, where probes and Prometheus look by default.
+    path("", include("ops.urls")),
 ]
 
 if settings.DEMO_STOREFRONT:

@@ -22,6 +22,7 @@ from django_fsm import can_proceed
 from djmoney.money import Money
 
 from ledger.money import to_minor
+from ops import context
 from payments.locks import order_lock
 from payments.models import OrderStatus, PaymentOrder, RiskReview, RiskReviewStatus
 from payments.psp import payment_gateway
@@ -50,6 +51,13 @@ def order_execute(*, payment_order_id: str) -> PaymentOrder:
     order, payment_method, sent_before = _execution_start(payment_order_id)
     if order.status not in _SENDABLE:
         return order
+    # Every line from here on, the PSP call's among them, names the payment as well as the order.
+    with context.bound(payment_id=order.event.payment_id, payment_order_id=payment_order_id):
+        return _execution_send(order, payment_method, sent_before)
+
+
+def _execution_send(order: PaymentOrder, payment_method: str, sent_before: bool) -> PaymentOrder:
+    payment_order_id = order.payment_order_id
     if sent_before:
         found = payment_gateway().lookup(payment_order_id=payment_order_id)
         if found is not None:

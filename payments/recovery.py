@@ -8,7 +8,8 @@ payment; this is what makes sure none of them loses it.
 2. ``UNKNOWN`` and old ``PENDING`` orders (dead-lettered ones too): looked up at the PSP and moved to what it says.
    An ``UNKNOWN`` order the PSP has never seen was not charged: it is sent again.
 3. Dead letters whose order has reached a final state since (a webhook, a lookup): closed.
-4. Orders in flight past the alert threshold: an ERROR log line with their ids, and the count in the report.
+4. Orders in flight past the alert threshold: an ERROR log line with their ids, and the count in the report (the
+   same query as the ``marketpay_payment_orders_overdue`` gauge, which /metrics computes at every scrape).
 5. Webhook events waiting in the inbox: a drain is queued.
 6. Refunds and payouts, the same way: lost or ``UNKNOWN`` ones are queued again (their executor looks them up before
    it sends again, under the same idempotency key); old ``PENDING`` refunds are looked up. Dead-lettered ones wait
@@ -44,6 +45,7 @@ from payments.psp import payment_gateway
 from payments.psp.gateway import ChargeResult, PspConfigurationError, TransientPspError, UnknownPspOutcome
 from payments.refunds import refund_apply_result
 from payments.retries import ORDER_EXECUTE_TASK, PAYOUT_EXECUTE_TASK, REFUND_EXECUTE_TASK
+from payments.selectors import orders_overdue
 from payments.services import executions_enqueue, tasks_enqueue
 from payments.webhooks import webhook_drain_request
 
@@ -113,9 +115,7 @@ def _sweep(now: datetime, limit: int) -> SweepReport:
         .update(resolved_at=now, resolution="the order reached a final state")
     )
     # 4. The alert.
-    overdue = PaymentOrder.objects.exclude(status__in=FINAL_STATUSES).filter(
-        created_at__lt=now - timedelta(seconds=settings.ORDER_IN_FLIGHT_ALERT_SECONDS)
-    )
+    overdue = orders_overdue(now=now)
     report.overdue = overdue.count()
     if report.overdue:
         first_ids = list(overdue.order_by("created_at").values_list("payment_order_id", flat=True)[:50])

@@ -2,8 +2,9 @@
 
 ``payment_create`` announces every order to execute with a NOTIFY in the statement that stores it; PostgreSQL
 delivers it when, and only if, the transaction commits. This process LISTENs and publishes one executor task per
-order. So the API request does no broker round trip and does not care whether Redis is up: the orders table is the
-outbox, and this is its relay (one more process in the Procfile, ``manage.py relay_executions``).
+order, with the id of the request that created it in the task's headers (ops/signals.py), for the logs. So the API
+request does no broker round trip and does not care whether Redis is up: the orders table is the outbox, and this is
+its relay (one more process in the Procfile, ``manage.py relay_executions``).
 
 Nothing is lost when a piece stops:
 - Redis down: what could not be published is kept and published again, oldest first, until Redis is back.
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from ops import context
 from payments.models import OrderStatus, PaymentOrder
 from payments.services import EXECUTIONS_CHANNEL
 
@@ -101,8 +103,11 @@ def _publish(pending: deque[str], outage: _Outage) -> None:
     from payments.tasks import order_execute
 
     while pending:
+        # "<payment_order_id> <request_id>" from a notification (payments/services.py), a bare id from a catch-up.
+        payment_order_id, _, request_id = pending[0].partition(" ")
         try:
-            order_execute.apply_async((pending[0],), retry=False)
+            with context.bound(request_id=request_id, payment_order_id=payment_order_id):
+                order_execute.apply_async((payment_order_id,), retry=False)
         except Exception:
             outage.failed(len(pending))
             return

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ops.metrics import retries_total
 from payments.models import DeadLetter
 from payments.psp.gateway import PspConfigurationError
 from payments.services import tasks_enqueue
@@ -58,6 +59,7 @@ def after_failure(
     if not isinstance(error, PspConfigurationError):
         delay = retry_delay(attempts)
         if retry_allowed(attempts=attempts, first_failed_at=first_failed_at, delay=delay):
+            retries_total.labels(task).inc()
             return delay
     dead_letter_record(
         task=task,

@@ -12,6 +12,7 @@ from djmoney.money import Money
 
 from api.models import ApiClient
 from ledger.money import to_minor
+from ops import context as log_context
 from payments.errors import PaymentOrderIdTaken
 from payments.ids import new_public_id
 from payments.locks import order_lock
@@ -52,7 +53,8 @@ class NewOrder:
 # request order: two requests naming the same ids in different orders would otherwise each hold a row the other
 # waits for, and deadlock. Each order to execute is announced with NOTIFY, which PostgreSQL delivers only when the
 # transaction commits: the execution relay (payments/relay.py) hears it and queues the executor, so the request itself
-# never waits on, or fails with, the broker (the orders table is the outbox).
+# never waits on, or fails with, the broker (the orders table is the outbox). The notification carries the request's
+# id after a space (neither id can hold one), so the executor's log lines carry the id of the request that paid.
 _INSERT_PAYMENT = """
 WITH event AS (
     INSERT INTO payments_paymentevent
@@ -74,7 +76,7 @@ WITH event AS (
     RETURNING id, payment_order_id
 )
 SELECT event.id, event.created_at, orders.id, orders.payment_order_id,
-       CASE WHEN %(execute)s THEN pg_notify(%(channel)s, orders.payment_order_id) END
+       CASE WHEN %(execute)s THEN pg_notify(%(channel)s, orders.payment_order_id || %(request_id)s) END
 FROM event LEFT JOIN orders ON true
 """
 
@@ -115,6 +117,7 @@ def payment_create(
                     "currencies": [order.currency for order in orders],
                     "execute": bool(payment_method_token),
                     "channel": EXECUTIONS_CHANNEL,
+                    "request_id": _notified_request_id(),
                 },
             )
             rows = cursor.fetchall()
@@ -122,6 +125,12 @@ def payment_create(
         if len(inserted) != len(orders):
             # Raising rolls the whole transaction back, the event row with it.
             raise _order_id_taken(client=client, orders=orders, inserted=inserted)
+    # The first line of a payment's trail: its ids, with the request's (ops/logs.py adds that).
+    logger.info(
+        "payment %s created",
+        payment_id,
+        extra={"payment_id": payment_id, "payment_order_ids": [order.payment_order_id for order in orders]},
+    )
     event_pk, created_at = rows[0][0], rows[0][1]
     event = _persisted(
         PaymentEvent(
@@ -157,6 +166,11 @@ def payment_create(
         ]
     }
     return event
+
+
+def _notified_request_id() -> str:
+    request_id = log_context.current().get("request_id")
+    return f" {request_id}" if request_id else ""
 
 
 def _persisted(instance: _M) -> _M:

@@ -1,4 +1,8 @@
-"""The payment tasks. Each calls one service; every one is safe to run twice (acks_late re-delivers after a crash)."""
+"""The payment tasks. Each calls one service; every one is safe to run twice (acks_late re-delivers after a crash).
+
+``log_context`` names the log field the task's first argument fills (ops/signals.py), so every line it logs says
+which order, refund or payout it is about.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ def _run_with_retries(
         raise task.retry(countdown=delay, args=(object_id,), kwargs={"first_failed_at": first.isoformat()}) from exc
 
 
-@shared_task(name=retries.ORDER_EXECUTE_TASK, bind=True, max_retries=None)
+@shared_task(name=retries.ORDER_EXECUTE_TASK, bind=True, max_retries=None, log_context="payment_order_id")
 def order_execute(self: Task, payment_order_id: str, first_failed_at: str | None = None) -> str:
     return _run_with_retries(
         self,
@@ -46,7 +50,7 @@ def order_execute(self: Task, payment_order_id: str, first_failed_at: str | None
     )
 
 
-@shared_task(name=retries.REFUND_EXECUTE_TASK, bind=True, max_retries=None)
+@shared_task(name=retries.REFUND_EXECUTE_TASK, bind=True, max_retries=None, log_context="refund_id")
 def refund_execute(self: Task, refund_id: str, first_failed_at: str | None = None) -> str:
     return _run_with_retries(
         self,
@@ -57,7 +61,7 @@ def refund_execute(self: Task, refund_id: str, first_failed_at: str | None = Non
     )
 
 
-@shared_task(name=retries.PAYOUT_EXECUTE_TASK, bind=True, max_retries=None)
+@shared_task(name=retries.PAYOUT_EXECUTE_TASK, bind=True, max_retries=None, log_context="payout_id")
 def payout_execute(self: Task, payout_id: str, first_failed_at: str | None = None) -> str:
     return _run_with_retries(
         self,

@@ -22,6 +22,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from ops import context as log_context
+from ops.metrics import retries_total
 from payments.disputes import dispute_apply
 from payments.execution import order_apply_result
 from payments.models import PaymentOrder, Refund, WebhookEvent
@@ -184,6 +186,7 @@ def _process_locked(event: WebhookEvent) -> bool:
                 first_failed_at=event.received_at,
             )
         else:
+            retries_total.labels(WEBHOOK_TASK).inc()
             logger.error(
                 "webhook event %s failed (attempt %d); retried in %d s",
                 event.event_id,
@@ -221,7 +224,8 @@ def _apply(notice: PspNotice) -> str:
     moved = []
     for order_id in order_ids:
         try:
-            order, before = order_apply_result(payment_order_id=order_id, result=notice.result, actor=WEBHOOK_ACTOR)
+            with log_context.bound(payment_order_id=order_id):
+                order, before = order_apply_result(payment_order_id=order_id, result=notice.result, actor=WEBHOOK_ACTOR)
         except PaymentOrder.DoesNotExist:
             continue  # an order id we never issued: another system's charge on the same PSP account
         after = order.status

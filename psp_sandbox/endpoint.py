@@ -11,6 +11,7 @@ import binascii
 import functools
 import hmac
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from psp_sandbox.models import stripe_id
 from psp_sandbox.params import parse_form
 
 FORM = "application/x-www-form-urlencoded"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,19 @@ def stripe_endpoint(methods: dict[str, Operation], *, control: bool = False) -> 
         key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
         with context.request_scope(request_id, key):
             if control:
-                return _serve(request, operation, kwargs, control=True)
-            return _serve_with_faults(request, operation, kwargs, key=key)
+                response = _serve(request, operation, kwargs, control=True)
+            else:
+                response = _serve_with_faults(request, operation, kwargs, key=key)
+        # One line per call with the sandbox's id for it beside the caller's (the log context's request_id): what a
+        # PSP's support would search for either side's id.
+        logger.info(
+            "%s %s: %d",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={"psp_request_id": request_id, "idempotency_key": key or ""},
+        )
+        return response
 
     return view
 

@@ -19,8 +19,9 @@ ROOT_URLCONF = "psp_sandbox.urls"
 WSGI_APPLICATION = "psp_sandbox.wsgi.application"
 
 # Stripe's API has no sessions, cookies, CSRF or admin: only what every request needs. CommonMiddleware would
-# redirect POSTs to slash-less Stripe paths, so it stays out too.
-MIDDLEWARE = ["django.middleware.security.SecurityMiddleware"]
+# redirect POSTs to slash-less Stripe paths, so it stays out too. The caller's X-Request-ID goes into every line the
+# sandbox logs for its call, as a PSP would keep it for support (ops/middleware.py).
+MIDDLEWARE = ["ops.middleware.RequestIdMiddleware", "django.middleware.security.SecurityMiddleware"]
 
 # The hosted pages' templates live in the project's templates/psp_sandbox/.
 TEMPLATES = [

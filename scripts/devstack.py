@@ -402,6 +402,7 @@ def _banner(base: str, demo: dict[str, Any]) -> str:
         f"  API        {base}/v1/",
         f"  API docs   {base}/v1/docs/",
         f"  Admin      {base}/admin/",
+        f"  Ops        {base}/readyz  {base}/metrics  (readiness of every dependency; Prometheus metrics)",
         f"  PSP        http://127.0.0.1:{os.environ.get('STRIPE_SANDBOX_PORT', '8100')}/v1/  (sandbox, Stripe's API)",
         "",
         f"  API key ({demo['api_client']['name']}):  {key}",
@@ -449,6 +450,13 @@ def cmd_run(env: dict[str, str], args: list[str], stack: contextlib.ExitStack) -
         raise StackError(f"run takes no arguments, got {' '.join(args)}")
     env.setdefault("WEB_PORT", "8000")
     env.setdefault("PYTHONUNBUFFERED", "1")  # worker and beat output reaches honcho's terminal as it happens
+    env.setdefault("LOG_FORMAT", "plain")  # a person reads this terminal; production keeps JSON, the default
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Every process counts into one directory that /metrics adds up; this run's own, so that counts start at
+        # zero and a second `make run` keeps to its own.
+        metrics_dir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=VAR))
+        stack.callback(shutil.rmtree, metrics_dir, ignore_errors=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     try:
         web_port = int(env["WEB_PORT"])
     except ValueError:

@@ -40,10 +40,17 @@ class Sandbox:
     api_key: str
     client: stripe.StripeClient
     process: subprocess.Popen[bytes]
+    log: Any  # the file its output goes to
 
     def client_with(self, api_key: str) -> stripe.StripeClient:
         """Another client on the same sandbox, say with a wrong key."""
         return make_client(self.url, api_key)
+
+    def output(self) -> str:
+        """Everything the sandbox process has written so far (its log lines among it)."""
+        # pread, not seek and read: the process writes at the offset it shares with this file object.
+        descriptor = self.log.fileno()
+        return os.pread(descriptor, os.fstat(descriptor).st_size, 0).decode(errors="replace")
 
 
 def make_client(url: str, api_key: str) -> stripe.StripeClient:
@@ -111,6 +118,7 @@ def running_sandbox(
                 api_key=settings.STRIPE_API_KEY,
                 client=make_client(url, settings.STRIPE_API_KEY),
                 process=process,
+                log=log,
             )
         finally:
             _stop(process)

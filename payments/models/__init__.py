@@ -4,6 +4,7 @@ from payments.models.disputes import Dispute, DisputeAllocation, DisputeStatus
 from payments.models.orders import (
     CAPTURED_STATUSES,
     FINAL_STATUSES,
+    IN_FLIGHT_STATUSES,
     DeadLetter,
     OrderStatus,
     OrderTransition,
@@ -19,6 +20,7 @@ from payments.models.risk import RiskReview, RiskReviewStatus
 __all__ = [
     "CAPTURED_STATUSES",
     "FINAL_STATUSES",
+    "IN_FLIGHT_STATUSES",
     "OPEN_PAYOUT_STATUSES",
     "OPEN_REFUND_STATUSES",
     "DeadLetter",

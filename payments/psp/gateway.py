@@ -166,6 +166,11 @@ class PaymentGateway(Protocol):
         """Close a hosted page the buyer abandoned; the PSP's expiry event then fails its orders."""
         ...
 
+    def ping(self, *, timeout: float) -> None:
+        """Raise unless the PSP's API answers within ``timeout`` seconds with anything but a server error (the
+        readiness check, ops/health.py). Charges nothing and sends no secret."""
+        ...
+
     def webhook_verify(self, *, payload: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
         """Check the signature of a webhook; raise InvalidWebhook when it does not hold."""
         ...

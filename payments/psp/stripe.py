@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import requests
 import stripe
 from django.conf import settings
 from stripe.params import TransferCreateParams
 
+from ops import context
 from payments.psp.gateway import (
     ChargeResult,
     ChargeStatus,
@@ -33,6 +38,13 @@ from payments.psp.gateway import (
     UnknownPspOutcome,
     VerifiedEvent,
 )
+from payments.psp.observed import observed
+
+logger = logging.getLogger(__name__)
+
+# Our request id, sent with every call so that the PSP side can log it (the sandbox does); the PSP's own id for the
+# call comes back in Request-Id and is logged beside ours.
+REQUEST_ID_HEADER = "X-Request-Id"
 
 # PaymentIntent statuses that mean "not finished yet" (3-D Secure, review, an asynchronous method).
 _IN_PROGRESS = {"requires_action", "processing", "requires_capture", "requires_confirmation"}
@@ -65,14 +77,53 @@ def _client(api_key: str, api_base: str, timeout: int) -> stripe.StripeClient:
         api_key,
         base_addresses={"api": api_base} if api_base else None,
         max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout),
+        http_client=_TracedRequestsClient(timeout=timeout),
     )
+
+
+class _TracedRequestsClient(stripe.RequestsClient):
+    """stripe-python's HTTP client, plus the two ids that tie a call together across both sides: ours goes out as a
+    header, and one log line per call carries it (from the log context) with the PSP's own Request-Id."""
+
+    # RequestsClient's own signature, which stripe-python's typing does not reconcile with its base class's.
+    def request(  # type: ignore[override]
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        request_id = context.current().get("request_id")
+        if request_id:
+            headers = {**(headers or {}), REQUEST_ID_HEADER: request_id}
+        path = urlsplit(url).path  # the query of a search names our ids, which the context already carries
+        started = time.perf_counter()
+        try:
+            content, status, answer_headers = super().request(method, url, headers, post_data)
+        except stripe.APIConnectionError as exc:
+            logger.warning(
+                "PSP call %s %s: no answer (%s)",
+                method.upper(),
+                path,
+                exc.user_message or exc,
+                extra={"duration_ms": _ms_since(started)},
+            )
+            raise
+        logger.info(
+            "PSP call %s %s: %d",
+            method.upper(),
+            path,
+            status,
+            extra={"psp_request_id": answer_headers.get("Request-Id", ""), "duration_ms": _ms_since(started)},
+        )
+        return content, status, answer_headers
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
 
 
 class StripeGateway:
     def __init__(self, client: stripe.StripeClient | None = None) -> None:
         self.client = client or stripe_client()
 
+    @observed("charge")
     def charge(
         self, *, payment_order_id: str, amount: int, currency: str, payment_method: str, description: str = ""
     ) -> ChargeResult:
@@ -99,6 +150,7 @@ class StripeGateway:
             return _refusal_or_raise(exc, functools.partial(ChargeResult, ChargeStatus.FAILED))
         return _result(intent.to_dict())
 
+    @observed("lookup")
     def lookup(self, *, payment_order_id: str) -> ChargeResult | None:
         try:
             found = self.client.v1.payment_intents.search(
@@ -108,6 +160,7 @@ class StripeGateway:
             raise _classify(exc) from exc
         return _result(found.data[0].to_dict()) if found.data else None
 
+    @observed("refund")
     def refund(
         self, *, refund_id: str, payment_intent: str, amount: int, currency: str, payment_order_id: str
     ) -> RefundResult:
@@ -126,6 +179,7 @@ class StripeGateway:
             return _refusal_or_raise(exc, functools.partial(RefundResult, RefundStatus.FAILED))
         return _refund_result(refund.to_dict())
 
+    @observed("refund_lookup")
     def refund_lookup(self, *, refund_id: str, payment_intent: str) -> RefundResult | None:
         try:
             refunds = self.client.v1.refunds.list({"payment_intent": payment_intent, "limit": LIST_PAGE_SIZE})
@@ -138,6 +192,7 @@ class StripeGateway:
             raise _classify(exc) from exc
         return None
 
+    @observed("transfer")
     def transfer(
         self, *, payout_id: str, destination: str, amount: int, currency: str, description: str = ""
     ) -> TransferResult:
@@ -157,6 +212,7 @@ class StripeGateway:
             return _refusal_or_raise(exc, functools.partial(TransferResult, TransferStatus.FAILED))
         return _transfer_result(transfer.to_dict())
 
+    @observed("transfer_lookup")
     def transfer_lookup(self, *, payout_id: str) -> TransferResult | None:
         try:
             transfers = self.client.v1.transfers.list({"transfer_group": payout_id, "limit": LIST_PAGE_SIZE})
@@ -171,6 +227,7 @@ class StripeGateway:
         found.sort(key=lambda result: result.status != TransferStatus.PAID)
         return found[0] if found else None
 
+    @observed("checkout_create")
     def checkout_create(
         self,
         *,
@@ -212,6 +269,7 @@ class StripeGateway:
             raise _classify(exc) from exc
         return HostedCheckout(token=session.id, url=session.url or "")
 
+    @observed("checkout_lookup")
     def checkout_lookup(self, *, token: str) -> ChargeResult | None:
         try:
             session = self.client.v1.checkout.sessions.retrieve(token).to_dict()
@@ -219,6 +277,7 @@ class StripeGateway:
             raise _classify(exc) from exc
         return _session_result(session, expired=session.get("status") == "expired")
 
+    @observed("checkout_expire")
     def checkout_expire(self, *, token: str) -> None:
         try:
             self.client.v1.checkout.sessions.expire(token)
@@ -226,6 +285,13 @@ class StripeGateway:
             return  # already complete or expired: nothing left to close
         except stripe.StripeError as exc:
             raise _classify(exc) from exc
+
+    def ping(self, *, timeout: float) -> None:
+        # Unauthenticated on purpose: reachability is the question, and no secret goes out with a probe.
+        base = settings.STRIPE_API_BASE or stripe.DEFAULT_API_BASE
+        response = requests.get(f"{base}/v1/", timeout=timeout)
+        if response.status_code >= 500:
+            raise TransientPspError(f"the PSP answered {response.status_code}")
 
     def webhook_verify(self, *, payload: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
         signature = headers.get("Stripe-Signature", "")
