@@ -294,3 +294,12 @@ def test_the_queue_filters_by_age_and_amount(finding: Mismatch) -> None:
     assert listed(age="older") == {"txn_2"}
     assert listed(amount="medium") == {"txn_1"}
     assert listed(amount="large") == {"txn_2"}
+
+
+def test_the_migrated_groups_are_the_roles_as_defined() -> None:
+    from audit.roles import ROLES, role_permissions
+
+    for role in ROLES:
+        group = Group.objects.get(name=role)
+        held = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+        assert held == role_permissions(role), role

@@ -14,6 +14,7 @@ import logging
 import requests
 from django.conf import settings
 
+from ledger.money import format_amount
 from payments.risk import RiskDecision, RiskSubject, Verdict
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 class HttpRiskProvider:
     def assess(self, subject: RiskSubject) -> RiskDecision:
-        body = {key: str(value) if key == "amount" else value for key, value in dataclasses.asdict(subject).items()}
+        body = {**dataclasses.asdict(subject), "amount": format_amount(subject.amount, subject.currency)}
         headers = {"Authorization": f"Bearer {settings.RISK_HTTP_TOKEN}"} if settings.RISK_HTTP_TOKEN else {}
         try:
             response = requests.post(
