@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from api.admin_actions import with_form
 from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
@@ -31,6 +33,7 @@ from payments.payouts import payout_create
 from payments.releases import order_funds_release
 from payments.retries import dead_letter_replay
 from payments.risk.reviews import ReviewDecided, risk_review_approve, risk_review_reject
+from payments.selectors import orders_overdue
 from wallets.admin import WalletAdmin
 from wallets.models import Wallet
 
@@ -97,10 +100,27 @@ class PaymentEventAdmin(ReadOnlyAdmin):
     inlines = [PaymentOrderInline]
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    """The recovery sweep's in-flight alert, as a filter with its count: what the on-call engineer was paged for."""
+
+    title = "in flight"
+    parameter_name = "overdue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        count = orders_overdue(now=timezone.now()).count()
+        minutes = settings.ORDER_IN_FLIGHT_ALERT_SECONDS // 60
+        return [("yes", f"past the alert threshold, {minutes} min ({count})")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[PaymentOrder]) -> QuerySet[PaymentOrder]:
+        if self.value() == "yes":
+            return queryset & orders_overdue(now=timezone.now())
+        return queryset
+
+
 @admin.register(PaymentOrder)
 class PaymentOrderAdmin(ReadOnlyAdmin):
     list_display = ["payment_order_id", "event", "seller", "amount", "status", "failure_code", "created_at"]
-    list_filter = ["status", "amount_currency"]
+    list_filter = [OverdueFilter, "status", "amount_currency"]
     list_select_related = ["event"]
     search_fields = ["=payment_order_id", "=event__payment_id", "=psp_reference", "=psp_token", "=seller__account"]
     inlines = [OrderTransitionInline, RefundInline, DisputeAllocationInline]

@@ -81,6 +81,18 @@ def _forget_known_rows() -> None:
     ledger_services._known_accounts.clear()
 
 
+@pytest.fixture(autouse=True)
+def _velocity_out_of_the_way(settings: Any) -> None:
+    """Every test pays with the sandbox's shared test payment methods, so velocity per payment method would refuse
+    payments across tests. The risk tests that check velocity set their own limit; counts start empty per test."""
+    settings.RISK_VELOCITY_LIMIT = 1_000_000
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    stale = list(client.scan_iter(match=f"{prefix}:risk:*", count=1000))
+    if stale:
+        client.delete(*stale)
+
+
 _sequence = itertools.count(1)
 
 
