@@ -315,3 +315,65 @@ def test_an_event_failing_every_attempt_goes_to_the_dead_letter_queue_and_a_repl
     assert webhook_events_drain(max_seconds=5, linger_seconds=0) == 1
     stored.refresh_from_db()
     assert stored.attempts == 1
+
+
+# --- Under attack (the security issue, section 6): refusals store nothing; a replay is applied once ---------------
+
+
+@pytest.mark.django_db
+def test_a_thousand_forged_signatures_are_refused_and_store_nothing() -> None:
+    client = Client()
+    event = intent_event("payment_intent.succeeded", "po_target", status="succeeded")
+    body = json.dumps(event).encode()
+    answers = set()
+    for attempt in range(1000):
+        # a wrong secret, a tampered body, a made-up digest: all the shapes a forger can send
+        kind = attempt % 3
+        if kind == 0:
+            header = signed(body, secret=f"whsec_guess_{attempt}")
+        elif kind == 1:
+            header = signed(body.replace(b"succeeded", b"failed"), secret=None)
+        else:
+            header = f"t={int(time.time())},v1={attempt:064x}"
+        answers.add(
+            client.post(URL, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header).status_code
+        )
+
+    assert answers == {400}
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stale_timestamps_are_refused() -> None:
+    event = intent_event("payment_intent.succeeded", "po_target", status="succeeded")
+    body = json.dumps(event).encode()
+    for age in (301, 3600, 86_400 * 30):
+        answer = Client().post(
+            URL,
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signed(body, timestamp=int(time.time()) - age),
+        )
+        assert answer.status_code == 400
+        assert answer.json()["error"]["code"] == "signature_invalid"
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_one_valid_event_replayed_a_hundred_times_is_processed_once(executing_order: Callable[[], str]) -> None:
+    order_id = executing_order()
+    event = intent_event("payment_intent.succeeded", order_id, status="succeeded", pi=unique("pi"))
+    body = json.dumps(event).encode()
+    client = Client()
+
+    answers = {
+        client.post(URL, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signed(body)).status_code
+        for _ in range(100)
+    }
+    webhook_events_drain(linger_seconds=0)
+
+    assert answers == {200}
+    stored = WebhookEvent.objects.get()
+    assert (stored.deliveries, stored.attempts) == (100, 1)
+    assert PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.SUCCESS
+    assert JournalTransaction.objects.filter(kind="payin", reference=order_id).count() == 1
