@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ops.security.ContentSecurityPolicyMiddleware",
     "ops.security.AdminLoginThrottleMiddleware",
+    "ops.security.AdminCardDataGuardMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 

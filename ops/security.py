@@ -21,8 +21,10 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import reverse
+
+from api.carddata import find_card_number
 
 logger = logging.getLogger(__name__)
 
@@ -109,3 +111,26 @@ def count_login_failure(
 def forget_login_failures(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if request is not None:
         cache.delete(_login_key(_address(request), str(user.get_username())))
+
+
+# The admin's own fields that may look like anything: a password is never stored or logged as typed.
+_ADMIN_UNCHECKED_FIELDS = frozenset({"csrfmiddlewaretoken", "password", "password1", "password2", "old_password"})
+
+
+class AdminCardDataGuardMiddleware:
+    """The card-number guard on the console's forms too (the API's is in its JSON parser): a form posted to the
+    admin with anything card-like in a field is refused whole, before any view reads it, and nothing is echoed."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and request.path.startswith("/admin/"):
+            fields = {key: values for key, values in request.POST.lists() if key not in _ADMIN_UNCHECKED_FIELDS}
+            field = find_card_number(fields)
+            if field is not None:
+                logger.warning("admin form refused: card data", extra={"field": field, "path": request.path})
+                return HttpResponseBadRequest(
+                    f"Card numbers are not accepted, in any field ({field.split('[')[0]}). Nothing was saved."
+                )
+        return self.get_response(request)

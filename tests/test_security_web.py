@@ -71,3 +71,23 @@ def test_admin_sign_in_is_refused_after_repeated_failures() -> None:
     cache.clear()
     signed_in = client.post("/admin/login/", {"username": "fin", "password": "the-right-password-123"})
     assert signed_in.status_code == 302
+
+
+def test_a_card_number_typed_into_a_console_form_is_refused_and_nothing_is_saved() -> None:
+    from wallets.models import Seller
+
+    Seller.objects.create(account="seller_cc", display_name="Before")
+    admin_user = User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
+    client = Client()
+    client.force_login(admin_user)
+    seller = Seller.objects.get(account="seller_cc")
+
+    answer = client.post(
+        f"/admin/wallets/seller/{seller.pk}/change/",
+        {"display_name": "Ann 4111 1111 1111 1111", "payout_account": "", "payout_currency": ""},
+    )
+
+    assert answer.status_code == 400
+    assert b"4111" not in answer.content
+    seller.refresh_from_db()
+    assert seller.display_name == "Before"
