@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 from api.services import IssuedKey, api_client_create
 
 pytest.register_assert_rewrite("tests.sandbox")
+from tests.browser_helpers import page  # noqa: E402, F401 - the browser, for every test module
 from tests.sandbox import gateway, sandbox  # noqa: E402, F401 - the sandbox PSP fixtures, for every test module
 
 
