@@ -19,6 +19,8 @@ from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
 from api.services import IssuedKey, api_client_create
+from payments.models import PaymentOrder
+from payments.services import order_succeed
 
 pytest.register_assert_rewrite("tests.sandbox")
 from tests.browser_helpers import page  # noqa: E402, F401 - the browser, for every test module
@@ -109,6 +111,17 @@ def order(**overrides: Any) -> dict[str, Any]:
     item = {"payment_order_id": unique("po"), "seller_account": "seller_7", "amount": "10.00", "currency": "EUR"}
     item.update(overrides)
     return item
+
+
+def captured_order(post_payment: Callable[..., Any], seller: str, amount: str = "100.00") -> PaymentOrder:
+    """A one-order payment captured through the service the executor uses on the PSP's success, with no PSP: the
+    order is SUCCESS with a fresh pi_ reference, and its pay-in is posted to the ledger and the seller's wallet."""
+    created = post_payment(payment_body(payment_orders=[order(seller_account=seller, amount=amount)])).json()
+    order_id = created["payment_orders"][0]["payment_order_id"]
+    order_start = PaymentOrder.objects.get(payment_order_id=order_id)
+    order_start.start_execution(actor="test")
+    order_start.save()
+    return order_succeed(payment_order_id=order_id, psp_reference=unique("pi"), actor="test")
 
 
 @pytest.fixture
