@@ -169,6 +169,7 @@ def test_an_operator_filters_the_queue_and_resolves_a_finding_with_a_note(page: 
 
     # when the operator resolves it through the action's form
     act(page, "Resolve with a note", open_one.pk)
+    expect(page.get_by_role("heading", level=1)).to_have_text(["Resolve findings"])
     give_reason(page, "a test charge of the PSP's own", "Resolve")
 
     # then the queue says so and no longer lists it among the open ones
@@ -245,6 +246,7 @@ def test_a_viewer_sees_the_queue_the_payment_and_the_trial_balance_and_can_chang
     page.get_by_role("link", name=payment.payment_id).click()
     expect(page.get_by_role("heading", name=f"Order {captured.payment_order_id}")).to_be_visible()
     page.goto(f"{admin_url}/ledger/account/trial-balance/")
+    expect(page.get_by_role("heading", level=1)).to_have_text(["Trial balance"])
     expect(page.get_by_role("heading", name="EUR — balanced")).to_be_visible()
     expect(page.locator("#content")).to_contain_text("suspense:EUR")
 
@@ -309,6 +311,7 @@ def test_an_operator_replays_a_dead_letter_with_a_note_and_it_closes(
     # when the operator replays it from the dead letters page
     page.goto(f"{admin_url}/payments/deadletter/")
     act(page, "Replay: send the work again, once", letter.pk)
+    expect(page.get_by_role("heading", level=1)).to_have_text(["Replay dead letters"])
     give_reason(page, "the PSP is back up", "Replay")
 
     # then the letter is closed as replayed, with who and why on its page
@@ -340,6 +343,7 @@ def test_an_operator_reconciles_an_uploaded_file_and_a_viewer_may_not(
     # when the operator uploads it from the runs page
     page.goto(f"{admin_url}/reconciliation/reconciliationrun/")
     page.get_by_role("link", name="Reconcile an uploaded file").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(["Reconcile an uploaded settlement file"])
     page.select_option("select[name='psp']", "stripe")
     page.fill("input[name='settlement_date']", settles_on.isoformat())
     page.set_input_files(
