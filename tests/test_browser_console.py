@@ -173,7 +173,7 @@ def test_an_operator_filters_the_queue_and_resolves_a_finding_with_a_note(page: 
     give_reason(page, "a test charge of the PSP's own", "Resolve")
 
     # then the queue says so and no longer lists it among the open ones
-    expect(message(page, "success")).to_contain_text([f"txn_open ({MismatchStatus.RESOLVED})"])
+    expect(message(page, "success")).to_have_text([f"unclassifiable txn_open ({MismatchStatus.RESOLVED})"])
     expect(page.locator("#result_list")).to_have_count(0)
     page.goto(f"{admin_url}/reconciliation/mismatch/{open_one.pk}/change/")
     expect(readonly(page, "status")).to_have_text("Resolved")
@@ -381,7 +381,8 @@ def test_an_operator_releases_an_orders_funds_and_pays_the_wallet_out(
     search(page, captured.payment_order_id)
     act(page, "Release the seller's funds (delivery confirmed)", captured.pk)
     give_reason(page, "delivered, per the courier", "Release")
-    expect(message(page, "success")).to_contain_text(["funds released"])
+    # the order's id as it is, which the exact search box finds again (not "Po_...")
+    expect(message(page, "success")).to_have_text([f"{captured.payment_order_id}: funds released"])
     captured.refresh_from_db()
     assert captured.released_at is not None
 
@@ -394,7 +395,7 @@ def test_an_operator_releases_an_orders_funds_and_pays_the_wallet_out(
     give_reason(page, "the seller asked", "Pay out")
 
     # then one payout of the whole available balance is created, waiting for its task
-    expect(message(page, "success")).to_contain_text([re.compile(r"pyo_\w+ of 9500 EUR \(minor units\) created")])
+    expect(message(page, "success")).to_have_text([re.compile(r"payout pyo_\w+ of 9500 EUR \(minor units\) created")])
     payout = Payout.objects.get(seller_id=seller)
     expect(message(page, "success")).to_contain_text(payout.payout_id)
     assert (payout.amount, payout.currency, payout.actor) == (9500, "EUR", "admin:o")
