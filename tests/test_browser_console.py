@@ -358,8 +358,11 @@ def test_an_operator_reconciles_an_uploaded_file_and_a_viewer_may_not(
     assert page.url.endswith(f"/admin/reconciliation/reconciliationrun/{run.pk}/change/")
     assert (run.source, run.file_name, run.counts, run.actor) == ("upload", "day.csv", {"matched": 1}, "admin:o")
 
-    # a viewer is refused the upload page
+    # a viewer is not offered the upload, and is refused its page
     sign_in(page, admin_url, person("v", "finance viewer"))
+    page.goto(f"{admin_url}/reconciliation/reconciliationrun/")
+    expect(page.locator("#result_list td.field-summary")).to_have_text(["1 matched"])
+    expect(page.get_by_role("link", name="Reconcile an uploaded file")).to_have_count(0)
     response = page.goto(f"{admin_url}/reconciliation/reconciliationrun/upload/")
     assert response is not None
     assert response.status == 403
