@@ -125,7 +125,11 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, f"Reconciled {run}: {self.summary(run)}.", messages.SUCCESS)
                 return redirect("admin:reconciliation_reconciliationrun_change", run.pk)
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Reconcile a settlement file"}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Reconcile an uploaded settlement file",
+        }
         return render(request, "admin/reconciliation/upload.html", context)
 
 

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -19,8 +20,14 @@ from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
 from api.services import IssuedKey, api_client_create
+from ledger.models import AccountType, Side
+from ledger.services import AccountRef, Line, journal_post
+from payments.models import PaymentOrder
+from payments.services import order_succeed
+from reconciliation.models import Mismatch, ReconciliationRun
 
 pytest.register_assert_rewrite("tests.sandbox")
+from tests.browser_helpers import page  # noqa: E402, F401 - the browser, for every test module
 from tests.sandbox import gateway, sandbox  # noqa: E402, F401 - the sandbox PSP fixtures, for every test module
 
 
@@ -120,6 +127,43 @@ def order(**overrides: Any) -> dict[str, Any]:
     item = {"payment_order_id": unique("po"), "seller_account": "seller_7", "amount": "10.00", "currency": "EUR"}
     item.update(overrides)
     return item
+
+
+def captured_order(post_payment: Callable[..., Any], seller: str, amount: str = "100.00") -> PaymentOrder:
+    """A one-order payment captured through the service the executor uses on the PSP's success, with no PSP: the
+    order is SUCCESS with a fresh pi_ reference, and its pay-in is posted to the ledger and the seller's wallet."""
+    created = post_payment(payment_body(payment_orders=[order(seller_account=seller, amount=amount)])).json()
+    order_id = created["payment_orders"][0]["payment_order_id"]
+    order_start = PaymentOrder.objects.get(payment_order_id=order_id)
+    order_start.start_execution(actor="test")
+    order_start.save()
+    return order_succeed(payment_order_id=order_id, psp_reference=unique("pi"), actor="test")
+
+
+def unplaced_finding(reference: str, *, category: str = "unclassifiable", status: str = "open") -> Mismatch:
+    """A finding of 2.50 EUR the PSP paid and nobody could place, held in suspense as the nightly run holds it: the
+    day's settlement posted it there, and a run of 2026-11-01 found it."""
+    run, _ = ReconciliationRun.objects.get_or_create(psp="stripe", settlement_date=date(2026, 11, 1), source="upload")
+    journal_post(
+        kind="settlement",
+        reference=f"test:{reference}",
+        lines=[
+            Line(AccountRef("bank:EUR", AccountType.ASSET, "EUR"), Side.DEBIT, 250),
+            Line(AccountRef("suspense:EUR", AccountType.ASSET, "EUR"), Side.CREDIT, 250),
+        ],
+        actor="test",
+    )
+    return Mismatch.objects.create(
+        psp="stripe",
+        natural_key=f"line:{reference}",
+        run=run,
+        category=category,
+        status=status,
+        currency="EUR",
+        psp_amount=250,
+        difference=250,
+        reference=reference,
+    )
 
 
 @pytest.fixture

@@ -4,29 +4,17 @@ sandbox PSP process, signed webhooks, Celery worker. A failing test leaves a scr
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
+from tests.browser_helpers import needs_chromium
 from tests.psp_helpers import configure
 from tests.sandbox import Sandbox
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts"
-# CI installs chromium and sets this, so that a missing browser fails there instead of skipping.
-REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not REQUIRED, reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 
 
 @pytest.fixture
@@ -35,27 +23,6 @@ def storefront(sandbox: Sandbox, settings: Any, live_server: Any, celery_worker_
     configure(sandbox, reset=True, webhook_url=f"{live_server.url}/v1/webhooks/stripe", processing_delay_seconds=0.5)
     yield f"{live_server.url}/storefront/"
     configure(sandbox, reset=True)
-
-
-@pytest.fixture
-def page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop under this thread; the test's own database reads are still plain
-    # blocking calls, which Django would otherwise refuse next to a running loop.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
-        page = browser.new_page()
-        page.set_default_timeout(20_000)
-        try:
-            yield page
-        finally:
-            report = getattr(request.node, "rep_call", None)
-            if report is not None and report.failed:
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-            browser.close()
 
 
 def pay_on_hosted_page(page: Any, storefront: str, sandbox: Sandbox, card: str) -> None:

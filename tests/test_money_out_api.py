@@ -15,25 +15,15 @@ from api.services import IssuedKey, api_client_create
 from ledger.models import AccountType, JournalTransaction, Side
 from ledger.services import AccountRef, Line, journal_post
 from payments.errors import NothingToPayOut
-from payments.models import PaymentOrder, Payout, Refund
+from payments.models import Payout, Refund
 from payments.payouts import payout_create
-from payments.services import order_succeed
-from tests.conftest import order, payment_body, unique
+from tests.conftest import captured_order, unique
 from wallets.errors import InsufficientFunds
 from wallets.models import Bucket, Wallet
 from wallets.payouts import payout_reserve_post
 from wallets.services import DEBT_KINDS, funds_release, seller_payout_settings_update, wallet_account
 
 pytestmark = pytest.mark.django_db
-
-
-def captured_order(post_payment: Callable[..., Any], seller: str, amount: str = "100.00") -> PaymentOrder:
-    created = post_payment(payment_body(payment_orders=[order(seller_account=seller, amount=amount)])).json()
-    order_id = created["payment_orders"][0]["payment_order_id"]
-    order_start = PaymentOrder.objects.get(payment_order_id=order_id)
-    order_start.start_execution(actor="test")
-    order_start.save()
-    return order_succeed(payment_order_id=order_id, psp_reference=unique("pi"), actor="test")
 
 
 def post(api: Any, path: str, body: Any, key: str | None = None) -> Any:

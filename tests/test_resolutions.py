@@ -3,7 +3,6 @@ trail, and postings that balance."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import pytest
@@ -14,10 +13,8 @@ from django.test import Client
 
 from audit.models import AuditEntry
 from audit.selectors import audit_entries_for
-from ledger.models import AccountType, Side
 from ledger.selectors import account_balances
-from ledger.services import AccountRef, Line, journal_post
-from reconciliation.models import Adjustment, AdjustmentStatus, Mismatch, MismatchStatus, ReconciliationRun
+from reconciliation.models import Adjustment, AdjustmentStatus, Mismatch, MismatchStatus
 from reconciliation.resolutions import (
     FindingClosed,
     FourEyesViolation,
@@ -28,6 +25,7 @@ from reconciliation.resolutions import (
     mismatch_resolve,
     write_off_propose,
 )
+from tests.conftest import unplaced_finding
 
 pytestmark = pytest.mark.django_db
 
@@ -40,27 +38,7 @@ def person(name: str, *groups: str) -> User:
 
 @pytest.fixture
 def finding() -> Mismatch:
-    run = ReconciliationRun.objects.create(psp="stripe", settlement_date=date(2026, 11, 1), source="upload")
-    # The day's settlement put 2.50 EUR nobody could place into suspense.
-    journal_post(
-        kind="settlement",
-        reference="test",
-        lines=[
-            Line(AccountRef("bank:EUR", AccountType.ASSET, "EUR"), Side.DEBIT, 250),
-            Line(AccountRef("suspense:EUR", AccountType.ASSET, "EUR"), Side.CREDIT, 250),
-        ],
-        actor="test",
-    )
-    return Mismatch.objects.create(
-        psp="stripe",
-        natural_key="line:txn_1",
-        run=run,
-        category="unclassifiable",
-        currency="EUR",
-        psp_amount=250,
-        difference=250,
-        reference="txn_1",
-    )
+    return unplaced_finding("txn_1")
 
 
 def test_the_three_roles_exist_with_least_privilege() -> None:
