@@ -150,6 +150,7 @@ class Mismatch(models.Model):
         indexes = [
             models.Index(fields=["status", "category"], name="recon_mismatch_queue_idx"),
         ]
+        verbose_name_plural = "mismatches"
         permissions = [("resolve_mismatch", "Can resolve a finding, propose an adjustment or a write-off")]
 
     def __str__(self) -> str:

@@ -6,7 +6,6 @@ with the services the executor and the nightly run use. A failing test leaves a 
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,10 +13,11 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from audit.models import AuditEntry
+from audit.roles import finance_groups_sync
 from payments.models import DeadLetter, PaymentEvent, PaymentOrder, Payout
 from payments.services import order_succeed
 from reconciliation.models import Adjustment, AdjustmentStatus, MismatchStatus, ReconciliationRun
@@ -33,17 +33,9 @@ PASSWORD = "pw-for-tests-only"
 
 @pytest.fixture(autouse=True)
 def finance_groups() -> None:
-    """The three roles as audit/migrations/0003 creates them. A transactional test empties every table when it ends,
-    the migration's groups included, so each test puts them back from the migration's own definitions."""
-    roles = importlib.import_module("audit.migrations.0003_finance_groups")
-    viewing = [
-        Permission.objects.get(content_type__app_label=app, codename=f"view_{model}")
-        for app, models in roles.VIEWED.items()
-        for model in models
-    ]
-    for name, extra in roles.GROUPS.items():
-        acting = [Permission.objects.get(content_type__app_label=app, codename=codename) for app, codename in extra]
-        Group.objects.get_or_create(name=name)[0].permissions.set([*viewing, *acting])
+    """A transactional test empties every table when it ends, the migration's groups included: each test puts the
+    roles back as audit/roles.py defines them (a test holds the migrated groups to the same definition)."""
+    finance_groups_sync()
 
 
 @pytest.fixture
