@@ -7,6 +7,7 @@ import csv
 import io
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from django.utils import timezone
 
 from ledger.models import Entry, JournalTransaction
 from payments.models import OrderStatus, PaymentOrder
+from psp_sandbox.reports import COLUMNS
+from reconciliation import runs
 from reconciliation.models import Mismatch, MismatchStatus, ReconciliationRun, RunStatus, SettledItem
 from reconciliation.runs import reconciliation_run
 from tests.conftest import order, payment_body, unique, wait_until
@@ -232,3 +235,25 @@ def test_reconcile_command_reads_a_file_and_reports_malformed_lines(
     assert "malformed line 3" in text
     assert ReconciliationRun.objects.get().lines_malformed == 1
     assert paid.psp_reference
+
+
+def test_the_run_times_each_phase_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a clock that moves one second each time the run reads it
+    ticks = iter(range(1_000))
+    monkeypatch.setattr(runs, "time", SimpleNamespace(monotonic=lambda: float(next(ticks))))
+    line = dict.fromkeys(COLUMNS, "") | {
+        "balance_transaction_id": "txn_nokey",
+        "currency": "eur",
+        "gross": "10.00",
+        "fee": "0.59",
+        "net": "9.41",
+        "reporting_category": "charge",
+        "source_id": "ch_nokey",
+    }
+
+    # when
+    run = reconciliation_run(settlement_date=SETTLES_ON, stream=as_file([line]))
+
+    # then every phase took one tick, not the time since the run started
+    assert run.counts == {"unclassifiable": 1}
+    assert run.timings == dict.fromkeys(("ingest", "type", "match", "psp_only", "persist", "post"), 1.0)
