@@ -237,6 +237,15 @@ SELECT line_no, txn, category, key, currency, gross, fee, net, psp_amount, sourc
 FROM {results} WHERE result = 'psp_only' ORDER BY line_no
 """
 
+# What was done with each of those lines (runs._settle_psp_only), all at once.
+PSP_ONLY_SETTLED = """
+UPDATE {results} r
+SET result = s.category, auto_note = s.note, our_amount = CASE WHEN s.accounted THEN r.psp_amount END
+FROM unnest(%(txns)s::text[], %(categories)s::text[], %(notes)s::text[], %(accounted)s::boolean[])
+    AS s(txn, category, note, accounted)
+WHERE r.txn = s.txn AND r.result = 'psp_only'
+"""
+
 
 def fee_parameters(percent: Decimal, fixed: int) -> dict[str, object]:
     return {"fee_percent": percent, "fee_fixed": fixed}

@@ -183,16 +183,13 @@ def _attempt(
         cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))
         lap("match")
         progress("match", 0)
-        psp_only = _columns(cursor, tables.format(matching.PSP_ONLY))
-        for row in psp_only:
-            category, note, accounted = _settle_psp_only(row)
+        settled = [(row["txn"], *_settle_psp_only(row)) for row in _columns(cursor, tables.format(matching.PSP_ONLY))]
+        if settled:
+            # One statement for all of them: the results table has no index, so one UPDATE per line scanned it whole.
+            txns, categories, notes, accounted = (list(column) for column in zip(*settled, strict=True))
             cursor.execute(
-                tables.format(
-                    "UPDATE {results} SET result = %(category)s, auto_note = %(note)s,"
-                    " our_amount = CASE WHEN %(accounted)s THEN psp_amount END WHERE txn = %(txn)s"
-                    " AND result = 'psp_only'"
-                ),
-                {"category": category, "note": note, "accounted": accounted, "txn": row["txn"]},
+                tables.format(matching.PSP_ONLY_SETTLED),
+                {"txns": txns, "categories": categories, "notes": notes, "accounted": accounted},
             )
         lap("psp_only")
         cursor.execute(tables.format(matching.MISMATCHES), common)
