@@ -221,14 +221,24 @@ ON CONFLICT (psp, natural_key) DO UPDATE
     WHERE m.status = 'open'
 """
 
-# Findings about an item of ours alone (timing) whose line has now arrived and matched.
+# Findings about an item of ours alone (timing) whose line has now arrived and matched. ``open_items`` are the open
+# findings' natural keys that name an item (runs.py reads them first: few, whatever the size of the file), so the
+# results are read once, each key looked up in a hash of them; a join of the findings with the results could not be
+# planned well, the findings' statistics never knowing the ones the run has just written (a nested loop over both).
+OPEN_ITEMS = """
+SELECT natural_key FROM reconciliation_mismatch WHERE psp = %(psp)s AND status = 'open' AND natural_key LIKE 'item:%%'
+"""
+
 CARRIED_RESOLVED = """
 UPDATE reconciliation_mismatch m
 SET status = 'auto_resolved', auto = true, last_run_id = %(run)s, resolved_at = now(), resolver = 'reconciliation',
     note = 'its settlement line arrived in the run of ' || %(date)s
-FROM {results} r
-WHERE m.psp = %(psp)s AND m.status = 'open' AND r.txn IS NOT NULL AND r.result = ANY(%(accounted)s)
-  AND m.natural_key = 'item:' || r.category || ':' || r.key
+WHERE m.psp = %(psp)s AND m.status = 'open' AND m.natural_key = ANY(ARRAY(
+    SELECT 'item:' || r.category || ':' || r.key
+    FROM {results} r
+    WHERE r.txn IS NOT NULL AND r.result = ANY(%(accounted)s)
+      AND 'item:' || r.category || ':' || r.key = ANY(%(open_items)s::text[])
+))
 """
 
 PSP_ONLY = """

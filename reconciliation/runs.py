@@ -193,7 +193,10 @@ def _attempt(
             )
         lap("psp_only")
         cursor.execute(tables.format(matching.MISMATCHES), common)
-        cursor.execute(tables.format(matching.CARRIED_RESOLVED), common)
+        cursor.execute(matching.OPEN_ITEMS, common)
+        open_items = [key for (key,) in cursor.fetchall()]
+        if open_items:
+            cursor.execute(tables.format(matching.CARRIED_RESOLVED), {**common, "open_items": open_items})
         cursor.execute(tables.format(matching.SETTLE_ITEMS), common)
         cursor.execute(tables.format(matching.TOTALS))
         totals = cursor.fetchall()
