@@ -126,14 +126,15 @@ SELECT c.line_no, c.txn, coalesce(c.category, o.category) AS category, coalesce(
            WHEN c.txn IS NOT NULL THEN 'psp_only'
            WHEN o.booked_at > %(window_start)s THEN 'timing'
            ELSE 'missing_at_psp'
-       END AS result
+       END AS result,
+       1 AS copy
 FROM candidates c
 FULL OUTER JOIN ours o ON o.category = c.category AND o.key = c.key AND o.currency = c.currency
 WHERE c.txn IS NOT NULL OR o.booked_at <= %(cutoff)s
 UNION ALL
 SELECT n.line_no, n.txn, n.category, n.key, n.currency, n.gross, n.fee, n.net, n.compared, NULL, NULL, NULL,
        n.source_id, n.payment_intent_id, n.payment_order_id, n.payment_id, n.refund_id, n.payout_id,
-       'duplicate_line'
+       'duplicate_line', n.txn_n
 FROM numbered n
 WHERE n.txn_n > 1 OR n.key_n > 1
 """.replace("{ours}", OURS)
@@ -177,15 +178,18 @@ WHERE result = ANY(%(accounted)s) AND key IS NOT NULL
 ON CONFLICT DO NOTHING
 """
 
-# Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction, an item
-# of ours alone by its key, so a timing finding becomes missing-at-PSP in a later run, or is auto-resolved when its
-# line arrives; a finding a person closed is never reopened.
+# Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction (a
+# repeated one by its copy's number too: the first copy has a finding of its own, or none), an item of ours alone by
+# its key, so a timing finding becomes missing-at-PSP in a later run, or is auto-resolved when its line arrives; a
+# finding a person closed is never reopened.
 MISMATCHES = """
 INSERT INTO reconciliation_mismatch AS m
     (psp, natural_key, run_id, last_run_id, category, status, auto, currency, psp_amount, our_amount, difference,
      psp_line, ours, reference, resolver, note, created_at, resolved_at)
 SELECT %(psp)s,
-       CASE WHEN r.txn IS NULL THEN 'item:' || r.category || ':' || r.key ELSE 'line:' || r.txn END,
+       CASE WHEN r.txn IS NULL THEN 'item:' || r.category || ':' || r.key
+            WHEN r.copy > 1 THEN 'line:' || r.txn || '#' || r.copy
+            ELSE 'line:' || r.txn END,
        %(run)s, %(run)s, r.result,
        CASE WHEN r.auto_note IS NOT NULL
                  OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)
