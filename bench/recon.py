@@ -222,7 +222,7 @@ FROM (
                 WHEN i / %(stride)s < %(k)s AND mod(i, %(stride)s) BETWEEN 1 AND 6
                     THEN (%(kinds)s::text[])[mod(i, %(stride)s)]
                 ELSE 'matched' END AS kind,
-           500 + mod(i * 7919, 100000) AS gross
+           500 + mod(i::bigint * 7919, 100000)::int AS gross
     FROM generate_series(1, %(n)s + 2 * %(k)s) AS i
 ) p
 """
@@ -364,13 +364,16 @@ WITH facts AS (
            END AS line
     FROM facts
 )
-SELECT row_number() OVER (ORDER BY created, txn, copy) + 1 AS line_no, kind, txn, line
+SELECT row_number() OVER (ORDER BY created, txn, copy) + 1 AS line_no, kind, txn, copy, line
 FROM rendered
 """
 
 EXPECTED = """
 CREATE TABLE bench_expected AS
-SELECT kind, CASE WHEN kind LIKE 'malformed%' THEN NULL ELSE 'line:' || txn END AS natural_key, line_no
+SELECT kind,
+       CASE WHEN kind LIKE 'malformed%' THEN NULL WHEN copy > 1 THEN 'line:' || txn || '#' || copy
+            ELSE 'line:' || txn END AS natural_key,
+       line_no
 FROM bench_lines
 UNION ALL
 SELECT kind, 'item:charge:' || psp_reference, NULL FROM bench_plan WHERE kind IN ('timing', 'missing_at_psp')
@@ -581,7 +584,7 @@ def run_in_child(url: str, settlement_date: date, path: Path) -> dict[str, Any]:
 # --- Precision and recall (parent process) ----------------------------------------------------------------------------
 
 # What the run found, by the bench's kinds: its findings, and the lines it settled without one (matched). A duplicate
-# line's finding is keyed by the balance transaction it repeats, which the first copy settled as matched.
+# line's finding is keyed by the balance transaction it repeats and its copy's number (line:<txn>#2).
 PREDICTED = """
 WITH predicted AS (
     SELECT CASE WHEN m.category = 'amount_difference'
@@ -595,8 +598,7 @@ WITH predicted AS (
     FROM reconciliation_settleditem s
     WHERE s.run_id = %(run)s AND NOT EXISTS (
         SELECT 1 FROM reconciliation_mismatch m
-        WHERE m.run_id = %(run)s AND m.category <> 'duplicate_line'
-          AND m.natural_key = 'line:' || s.balance_transaction_id
+        WHERE m.run_id = %(run)s AND m.natural_key = 'line:' || s.balance_transaction_id
     )
 ), expected AS (
     SELECT kind, natural_key FROM bench_expected WHERE natural_key IS NOT NULL
@@ -636,7 +638,9 @@ class Score:
 
 def score(url: str, result: dict[str, Any]) -> list[Score]:
     scores: dict[str, Score] = {}
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
+        # The run has just written these tables: without statistics the comparison below is planned as a nested loop.
+        conn.execute("ANALYZE reconciliation_mismatch, reconciliation_settleditem")
         for kind, tp, fp, fn, examples in conn.execute(PREDICTED, {"run": result["run_id"]}).fetchall():
             scores[kind] = Score(kind, injected=tp + fn, found=tp + fp, true_positive=tp, examples=examples or [])
         malformed = dict(
