@@ -170,11 +170,14 @@ WHERE txn IS NOT NULL
 GROUP BY currency
 """
 
+# In balance transaction order: one of the table's two unique indexes then takes its entries in order, a leaf page
+# after the other, instead of at random all over it (at a million lines, about a fifth of this statement's time).
 SETTLE_ITEMS = """
 INSERT INTO reconciliation_settleditem (psp, category, key, balance_transaction_id, run_id)
 SELECT %(psp)s, category, key, txn, %(run)s
 FROM {results}
 WHERE result = ANY(%(accounted)s) AND key IS NOT NULL
+ORDER BY txn
 ON CONFLICT DO NOTHING
 """
 
