@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class BenchError(Exception):
@@ -39,6 +44,25 @@ def recreate_database(maintenance_url: str, name: str) -> None:
     with psycopg.connect(maintenance_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def use_bench_database(bench_url: str) -> None:
+    """Point this process, and every process it starts afterwards (they inherit the environment), at the bench
+    database, with the settings a production process would have."""
+    os.environ["DATABASE_URL"] = bench_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    # DEBUG would make Django keep every query in memory and log it: not what production runs.
+    os.environ.pop("DEBUG", None)
+
+
+def migrate() -> None:
+    """Migrate the database DATABASE_URL names (use_bench_database first)."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=dict(os.environ), check=False
+    )
+    if result.returncode != 0:
+        raise BenchError(f"manage.py migrate failed with exit code {result.returncode}")
 
 
 def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:

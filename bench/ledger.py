@@ -65,7 +65,6 @@ import multiprocessing
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -87,7 +86,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(ROOT)
 
-from bench.harness import BenchError, bench_database_urls, exit_on_signal, positive, recreate_database  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BenchError,
+    bench_database_urls,
+    exit_on_signal,
+    migrate,
+    positive,
+    recreate_database,
+    use_bench_database,
+)
 
 # The project's modules are imported inside the functions that use them: Django's models can be imported only once
 # django.setup() has run, which every process does first. A repeated import is a look-up in sys.modules, a few
@@ -117,24 +124,6 @@ APP_NAMES = {"a": "bench_ledger_django", "b": "bench_ledger_django", "c": "bench
 
 
 # --- Set-up (parent process) ------------------------------------------------------------------------------------------
-
-
-def use_bench_database(bench_url: str) -> None:
-    """Point this process, and every worker it starts afterwards (they inherit the environment), at the bench
-    database, with the settings a production process would have."""
-    os.environ["DATABASE_URL"] = bench_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    # DEBUG would make Django keep every query in memory and log it: not what production runs.
-    os.environ.pop("DEBUG", None)
-
-
-def migrate() -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=dict(os.environ), check=False
-    )
-    if result.returncode != 0:
-        raise BenchError(f"manage.py migrate failed with exit code {result.returncode}")
 
 
 def seller(number: int) -> str:

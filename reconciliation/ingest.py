@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
@@ -101,8 +102,10 @@ def file_stage(
     missing = [COLUMNS[name] for name in REQUIRED if COLUMNS[name] not in positions]
     if missing:
         raise SettlementFileInvalid(f"the header lacks the column(s) {', '.join(missing)}")
-    wanted = [positions.get(column, -1) for column in COLUMNS.values()]
     width = len(header)
+    # Each good row gets its line number and an empty field appended (positions width and width + 1), so that one
+    # itemgetter, in C, picks the staged fields in order: a column absent from the header reads as that empty field.
+    pick = operator.itemgetter(width, *(positions.get(column, width + 1) for column in COLUMNS.values()))
     copy_sql = sql.SQL("COPY {} (line_no, {}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(name) for name in COLUMNS)
     )
@@ -123,7 +126,9 @@ def file_stage(
                 else:
                     result.lines -= 1
                 continue
-            copy.write_row([reader.line_num, *(row[i] if i >= 0 else "" for i in wanted)])
+            row.append(str(reader.line_num))
+            row.append("")
+            copy.write_row(pick(row))
             if progress is not None and result.lines % PROGRESS_EVERY == 0:
                 progress(result.lines)
     result.checksum = hashing.sha.hexdigest()

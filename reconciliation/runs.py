@@ -146,6 +146,13 @@ def _attempt(
     tables = _Tables.for_run(run)
     timings: dict[str, float] = {}
     clock = time.monotonic()
+
+    def lap(phase: str) -> None:
+        """The seconds since the previous phase ended are this phase's."""
+        nonlocal clock
+        now = time.monotonic()
+        timings[phase], clock = now - clock, now
+
     currencies = sorted(set(settings.PAYMENT_CURRENCIES) | set(settings.PAYOUT_CURRENCIES))
     common: dict[str, Any] = {
         "psp": run.psp,
@@ -165,42 +172,42 @@ def _attempt(
         if previous == (RunStatus.SUCCEEDED, staged.checksum):
             return True
         run.file_checksum = staged.checksum
-        timings["ingest"] = _lap(clock)
+        lap("ingest")
         cursor.execute(tables.format(matching.LINES), common)
         cursor.execute(tables.format(matching.MALFORMED))
         for line_no, error in cursor.fetchall():
             staged.reject(line_no, error)
         staged.malformed_lines.sort(key=lambda item: int(str(item["line"])))
-        timings["type"] = _lap(clock)
+        lap("type")
         cursor.execute(tables.format(matching.RESULTS), common)
         cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))
-        timings["match"] = _lap(clock)
+        lap("match")
         progress("match", 0)
-        psp_only = _columns(cursor, tables.format(matching.PSP_ONLY))
-        for row in psp_only:
-            category, note, accounted = settle_psp_only(row)
+        settled = [(row["txn"], *settle_psp_only(row)) for row in _columns(cursor, tables.format(matching.PSP_ONLY))]
+        if settled:
+            # One statement for all of them: the results table has no index, so one UPDATE per line scanned it whole.
+            txns, categories, notes, accounted = (list(column) for column in zip(*settled, strict=True))
             cursor.execute(
-                tables.format(
-                    "UPDATE {results} SET result = %(category)s, auto_note = %(note)s,"
-                    " our_amount = CASE WHEN %(accounted)s THEN psp_amount END WHERE txn = %(txn)s"
-                    " AND result = 'psp_only'"
-                ),
-                {"category": category, "note": note, "accounted": accounted, "txn": row["txn"]},
+                tables.format(matching.PSP_ONLY_SETTLED),
+                {"txns": txns, "categories": categories, "notes": notes, "accounted": accounted},
             )
-        timings["psp_only"] = _lap(clock)
+        lap("psp_only")
         cursor.execute(tables.format(matching.MISMATCHES), common)
-        cursor.execute(tables.format(matching.CARRIED_RESOLVED), common)
+        cursor.execute(matching.OPEN_ITEMS, common)
+        open_items = [key for (key,) in cursor.fetchall()]
+        if open_items:
+            cursor.execute(tables.format(matching.CARRIED_RESOLVED), {**common, "open_items": open_items})
         cursor.execute(tables.format(matching.SETTLE_ITEMS), common)
         cursor.execute(tables.format(matching.TOTALS))
         totals = cursor.fetchall()
         cursor.execute(tables.format(matching.SETTLEMENT), common)
         settlement = cursor.fetchall()
-        timings["persist"] = _lap(clock)
+        lap("persist")
         for name in (tables.results, tables.lines, tables.stage):
             cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
     for currency, net, fees, ours, auto_difference in settlement:
         _post_settlement(run, currency, int(net), int(fees), int(ours), int(auto_difference))
-    timings["post"] = _lap(clock)
+    lap("post")
     run.counts, run.amounts = _summaries(totals)
     run.lines_total, run.lines_malformed, run.malformed = staged.lines, staged.malformed, staged.malformed_lines
     run.psp_clearing = psp_clearing_check(psp=run.psp, currencies=currencies)
@@ -221,10 +228,6 @@ def _window(settlement_date: date) -> dict[str, datetime]:
 def _auto_adjust_limit(currency: str) -> int:
     limit = settings.RECONCILIATION_AUTO_ADJUST_LIMIT.get(currency, settings.RECONCILIATION_AUTO_ADJUST_DEFAULT)
     return to_minor(Decimal(limit), currency)
-
-
-def _lap(start: float) -> float:
-    return time.monotonic() - start
 
 
 def _columns(cursor: Any, statement: sql.Composed) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import csv
 import io
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from django.utils import timezone
 
 from ledger.models import Entry, JournalTransaction
 from payments.models import OrderStatus, PaymentOrder
+from psp_sandbox.reports import COLUMNS
+from reconciliation import runs
 from reconciliation.models import Mismatch, MismatchStatus, ReconciliationRun, RunStatus, SettledItem
 from reconciliation.runs import reconciliation_run
 from tests.conftest import order, payment_body, unique, wait_until
@@ -350,3 +353,47 @@ def test_one_page_tells_the_payments_story_and_any_id_finds_it(
     assert (
         event.payment_id not in admin_client.get("/admin/payments/paymentevent/", {"q": "pi_nobody"}).content.decode()
     )
+
+
+def line_without_key(txn: str = "txn_nokey") -> dict[str, str]:
+    """A charge line that names nothing of ours: no payment intent, no metadata."""
+    return dict.fromkeys(COLUMNS, "") | {
+        "balance_transaction_id": txn,
+        "currency": "eur",
+        "gross": "10.00",
+        "fee": "0.59",
+        "net": "9.41",
+        "reporting_category": "charge",
+        "source_id": "ch_nokey",
+    }
+
+
+def test_the_run_times_each_phase_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a clock that moves one second each time the run reads it
+    ticks = iter(range(1_000))
+    monkeypatch.setattr(runs, "time", SimpleNamespace(monotonic=lambda: float(next(ticks))))
+
+    # when
+    run = reconciliation_run(settlement_date=SETTLES_ON, stream=as_file([line_without_key()]))
+
+    # then every phase took one tick, not the time since the run started
+    assert run.counts == {"unclassifiable": 1}
+    assert run.timings == dict.fromkeys(("ingest", "type", "match", "psp_only", "persist", "post"), 1.0)
+
+
+def test_a_line_repeated_is_one_finding_per_copy_whatever_the_first_copy_turned_out_to_be() -> None:
+    # given a line that is itself a finding (nothing of ours has its key), three times
+    upload = as_file([line_without_key()] * 3)
+
+    # when
+    run = reconciliation_run(settlement_date=SETTLES_ON, stream=upload)
+
+    # then
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.counts == {"unclassifiable": 1, "duplicate_line": 2}
+    findings = sorted(Mismatch.objects.values_list("category", "psp_line__line"))
+    assert findings == [("duplicate_line", 3), ("duplicate_line", 4), ("unclassifiable", 2)]
+
+    # the same file again finds the same findings, and adds none
+    reconciliation_run(settlement_date=SETTLES_ON + timedelta(days=1), stream=as_file([line_without_key()] * 3))
+    assert Mismatch.objects.count() == 3

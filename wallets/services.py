@@ -82,11 +82,20 @@ def wallet_ensure(*, seller_account: str, currency: str) -> None:
     """Create the seller's wallet in ``currency`` and map its three ledger accounts, before anything posts to them."""
     if (seller_account, currency) in _known_wallets:
         return
+    refs = {bucket: wallet_account(seller_account, currency, bucket) for bucket in Bucket}
+    # A wallet that exists already, mapped as it must be, needs nothing: one query instead of six, for a process that
+    # has not seen it commit (a new worker, or many postings in one transaction: a reconciliation run's captures).
+    mapped_as_wanted = {(bucket.value, ref.code, ref.type.value, ref.currency) for bucket, ref in refs.items()}
+    found = WalletAccount.objects.filter(wallet__seller_id=seller_account, wallet__currency=currency).values_list(
+        "bucket", "account__code", "account__type", "account__currency"
+    )
+    if set(found) == mapped_as_wanted:
+        transaction.on_commit(lambda: _known_wallets.add((seller_account, currency)))
+        return
     with transaction.atomic(savepoint=False):
         sellers_ensure(accounts=[seller_account])
         Wallet.objects.bulk_create([Wallet(seller_id=seller_account, currency=currency)], ignore_conflicts=True)
         wallet_id = Wallet.objects.values_list("pk", flat=True).get(seller_id=seller_account, currency=currency)
-        refs = {bucket: wallet_account(seller_account, currency, bucket) for bucket in Bucket}
         ids = accounts_ensure(accounts=list(refs.values()))
         WalletAccount.objects.bulk_create(
             [WalletAccount(account_id=ids[ref.code], wallet_id=wallet_id, bucket=b) for b, ref in refs.items()],
