@@ -107,7 +107,11 @@ def reconciliation_run(
     if stream is None:
         from reconciliation.fetch import settlement_report_open
 
-        stream, file_name = settlement_report_open(settlement_date=settlement_date)
+        try:
+            stream, file_name = settlement_report_open(settlement_date=settlement_date)
+        except Exception as exc:
+            _record_failure(run, exc)  # not left RUNNING: the console shows why, and beat's retry tries again
+            raise
         source = "psp"
     else:
         source = "upload"
