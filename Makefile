@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint lock bench-api bench-ledger bench-e2e chaos
+.PHONY: install run test lint lock bench-api bench-ledger bench-e2e bench-admin chaos
 
 $(INSTALLED): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-ledger: install
 ## Payments created at a steady rate and completed end to end (sandbox PSP, webhooks, two Celery workers).
 bench-e2e: install
 	$(PY) scripts/devstack.py env -- $(PY) bench/e2e.py $(BENCH_ARGS)
+
+## Every finance console page's server time and SQL queries on a loaded database (1M payments; BENCH_ARGS="--payments 100000").
+bench-admin: install
+	$(PY) scripts/devstack.py env -- $(PY) bench/admin.py $(BENCH_ARGS)
 
 ## Payments through the whole system while workers are killed, Redis restarts and the PSP misbehaves; then the checks.
 chaos: install
