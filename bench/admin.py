@@ -22,8 +22,9 @@ What is measured
     run), in which any sequential scan of a big table (over 100,000 rows) is flagged. A page over 1 s is flagged
     too.
 
-Prints one line per page (superuser and viewer times, queries, slowest query, flags), then each flagged page's
-slowest query and the big tables it scans. ``--json FILE`` writes the figures for comparison between runs.
+Prints one line per page (superuser and viewer times, queries, their total and the slowest one's time, flags), then
+each flagged page's slowest query and the big tables it scans. ``--json FILE`` writes the figures for comparison
+between runs; ``--keep-data`` measures the data an earlier run loaded, ``--only REGEX`` some pages.
 
 Needs DATABASE_URL, REDIS_URL and SECRET_KEY in the environment (``make bench-admin`` provides them).
 """
@@ -75,6 +76,7 @@ class Result:
     seconds: dict[str, float | None] = field(default_factory=dict)  # per user; None: refused (403) or failed
     status: dict[str, int] = field(default_factory=dict)
     queries: int = 0
+    sql_ms: float = 0.0  # all the page's queries, as Django timed them
     slowest_ms: float = 0.0
     slowest_sql: str = ""
     seq_scans: list[str] = field(default_factory=list)  # "table (rows)" of big tables scanned whole
@@ -403,6 +405,7 @@ def measure(page: Page, clients: dict[str, Any], repeat: int, big: dict[str, int
             with CaptureQueriesContext(connection) as captured:
                 client.get(page.url)
             result.queries = len(captured.captured_queries)
+            result.sql_ms = sum(float(q["time"]) for q in captured.captured_queries) * 1000
             for query in captured.captured_queries:
                 result.seq_scans += seq_scans(query["sql"], big)
             slowest = max(captured.captured_queries, key=lambda q: float(q["time"]), default=None)
@@ -417,11 +420,11 @@ def ms(value: float | None) -> str:
 
 
 def report(results: list[Result]) -> int:
-    print(f"\n{'page':<62} {'admin ms':>9} {'viewer ms':>9} {'queries':>7} {'slowest':>8}  flags")
+    print(f"\n{'page':<62} {'admin ms':>9} {'viewer ms':>9} {'queries':>7} {'sql ms':>7} {'slowest':>8}  flags")
     for r in results:
         viewer = ms(r.seconds.get("viewer")) if r.status.get("viewer", 200) == 200 else str(r.status.get("viewer"))
         print(
-            f"{r.name[:62]:<62} {ms(r.seconds.get('admin')):>9} {viewer:>9} {r.queries:>7} "
+            f"{r.name[:62]:<62} {ms(r.seconds.get('admin')):>9} {viewer:>9} {r.queries:>7} {r.sql_ms:>7.0f} "
             f"{r.slowest_ms:>8.0f}  {' '.join(r.flags)}"
         )
     flagged = [r for r in results if r.flags]
