@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from api.models import ApiClient, IdempotencyKey
+from api.readonly_admin import EstimatedCountPaginator
 
 
 @admin.register(ApiClient)
@@ -28,6 +29,7 @@ class IdempotencyKeyAdmin(admin.ModelAdmin):
     list_select_related = ["client"]
     search_fields = ["=key"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # a day's keys: as many as the day's payments
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -141,3 +141,46 @@ def test_a_dead_letter_is_replayed_from_the_admin_once(staff: Client, post_payme
     assert list(AuditEntry.objects.values_list("actor", "action", "reason")) == [
         ("fin", "dead_letter.replay", "PSP back up")
     ]
+
+
+def _dead_letter(object_id: str) -> Any:
+    from django.utils import timezone
+
+    from payments.models import DeadLetter
+
+    now = timezone.now()
+    return DeadLetter.objects.create(
+        task="payments.order_execute",
+        object_type="payment_order",
+        object_id=object_id,
+        attempts=8,
+        last_error="TransientPspError: PSP error 500",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+
+
+def test_a_big_list_shows_its_size_from_the_statistics_and_a_filtered_one_counts_up_to_a_cap(
+    staff: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    from api import readonly_admin
+
+    # given: a "big" table (bigger than the cap, as PostgreSQL's statistics know it)
+    monkeypatch.setattr(readonly_admin, "COUNT_CAP", 2)
+    for n in range(3):
+        _dead_letter(f"po_big_{n}")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE payments_deadletter")
+
+    # when
+    whole = staff.get("/admin/payments/deadletter/").content.decode()
+    filtered = staff.get("/admin/payments/deadletter/", {"task": "payments.order_execute"}).content.decode()
+    searched = staff.get("/admin/payments/deadletter/", {"q": "po_big_1"}).content.decode()
+
+    # then
+    assert "about 3 dead letters" in whole
+    assert "more than 2 dead letters" in filtered
+    assert "1 dead letter" in searched
+
