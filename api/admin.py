@@ -27,7 +27,7 @@ class ApiClientAdmin(admin.ModelAdmin):
 class IdempotencyKeyAdmin(admin.ModelAdmin):
     list_display = ["key", "client", "request_path", "response_status", "created_at", "expires_at"]
     list_select_related = ["client"]
-    search_fields = ["=key"]
+    search_fields = ["key__exact"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator  # a day's keys: as many as the day's payments
 

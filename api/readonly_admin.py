@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
@@ -64,6 +64,13 @@ class EstimatedCountPaginator(Paginator):
             )
             row = cursor.fetchone()
         return int(row[0]) if row else -1  # -1: never analysed
+
+
+def one_id(rows: QuerySet[Any]) -> Subquery:
+    """The primary key of the one row ``rows`` finds (by a unique id), as a scalar subquery: ``fk = (SELECT ...)``
+    is a value PostgreSQL looks up once, so an OR of it with other columns still uses each column's index, where a
+    join or an IN (SELECT ...) would read every row of the list's table."""
+    return Subquery(rows.values("pk")[:1])
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

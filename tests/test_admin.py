@@ -184,3 +184,17 @@ def test_a_big_list_shows_its_size_from_the_statistics_and_a_filtered_one_counts
     assert "more than 2 dead letters" in filtered
     assert "1 dead letter" in searched
 
+
+def test_an_order_is_found_in_the_order_list_by_its_payment_its_seller_or_its_own_id(
+    staff: Client, post_payment: Callable[..., Any]
+) -> None:
+    created = post_payment(payment_body()).json()
+    order_id = created["payment_orders"][0]["payment_order_id"]
+    other = post_payment(payment_body()).json()["payment_orders"][0]["payment_order_id"]
+
+    for term in (created["payment_id"], order_id, "seller_7"):
+        page = staff.get("/admin/payments/paymentorder/", {"q": term}).content.decode()
+        assert order_id in page, term
+    by_payment = staff.get("/admin/payments/paymentorder/", {"q": created["payment_id"]}).content.decode()
+    assert other not in by_payment
+    assert order_id not in staff.get("/admin/payments/paymentorder/", {"q": order_id.upper()}).content.decode()
