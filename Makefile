@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint lock bench-api bench-ledger bench-e2e bench-recon chaos
+.PHONY: install run test lint lock bench-api bench-ledger bench-e2e bench-recon bench-admin chaos
 
 $(INSTALLED): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-e2e: install
 ## one FULL OUTER JOIN). Quick: make bench-recon BENCH_ARGS="--sizes 10000 --inject 100".
 bench-recon: install
 	$(PY) scripts/devstack.py env -- $(PY) bench/recon.py $(BENCH_ARGS)
+
+## Every finance console page's server time and SQL queries on a loaded database (1M payments; BENCH_ARGS="--payments 100000").
+bench-admin: install
+	$(PY) scripts/devstack.py env -- $(PY) bench/admin.py $(BENCH_ARGS)
 
 ## Payments through the whole system while workers are killed, Redis restarts and the PSP misbehaves; then the checks.
 chaos: install

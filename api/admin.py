@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from api.models import ApiClient, IdempotencyKey
+from api.readonly_admin import EstimatedCountPaginator
 
 
 @admin.register(ApiClient)
@@ -26,8 +27,9 @@ class ApiClientAdmin(admin.ModelAdmin):
 class IdempotencyKeyAdmin(admin.ModelAdmin):
     list_display = ["key", "client", "request_path", "response_status", "created_at", "expires_at"]
     list_select_related = ["client"]
-    search_fields = ["=key"]
+    search_fields = ["key__exact"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # a day's keys: as many as the day's payments
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -14,7 +14,7 @@ from audit.selectors import audit_entries_for
 class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor", "action", "object_type", "object_id", "reason"]
     list_filter = ["action", "object_type"]
-    search_fields = ["=object_id", "=actor"]
+    search_fields = ["object_id__exact", "actor__exact"]
     date_hierarchy = "created_at"
 
 

@@ -114,26 +114,25 @@ def _payouts(orders: list[PaymentOrder], stories: dict[int, OrderStory]) -> None
 
 
 def payment_search(term: str) -> QuerySet[PaymentEvent]:
-    """Payments found by any id finance staff may hold: ours (payment, checkout, order, refund, payout, buyer, seller)
-    or the PSP's (pi_, cs_, ch_, re_, dp_, tr_, txn_). Every branch is an exact match on an indexed column."""
+    """Payments found by any id finance staff may hold: ours (payment, checkout, order, refund, buyer, seller) or the
+    PSP's (pi_, cs_, re_, dp_, txn_). Every branch is an exact match on an indexed column, and the branches are one
+    UNION that PostgreSQL joins to the payments by primary key: an OR of IN (SELECT ...) conditions would instead be
+    checked against every payment."""
     term = term.strip()
     if not term:
         return PaymentEvent.objects.none()
-    orders = Q(payment_order_id=term) | Q(psp_reference=term) | Q(psp_token=term)
-    order_ids: set[int] = set(PaymentOrder.objects.filter(orders).values_list("event_id", flat=True))
-    order_ids |= set(
-        Refund.objects.filter(Q(refund_id=term) | Q(psp_reference=term)).values_list("order__event_id", flat=True)
-    )
-    order_ids |= set(
-        DisputeAllocation.objects.filter(dispute__psp_dispute_id=term).values_list("order__event_id", flat=True)
-    )
     settled_keys = list(SettledItem.objects.filter(balance_transaction_id=term).values_list("key", flat=True))
     settled_keys += list(
         Mismatch.objects.filter(natural_key=f"line:{term}").exclude(reference="").values_list("reference", flat=True)
     )
+    orders = Q(payment_order_id=term) | Q(psp_reference=term) | Q(psp_token=term) | Q(seller_id=term)
     if settled_keys:
-        order_ids |= set(PaymentOrder.objects.filter(psp_reference__in=settled_keys).values_list("event_id", flat=True))
-    of_seller = PaymentOrder.objects.filter(seller_id=term).values("event_id")
-    return PaymentEvent.objects.filter(
-        Q(pk__in=order_ids) | Q(payment_id=term) | Q(checkout_id=term) | Q(buyer_id=term) | Q(pk__in=of_seller)
+        orders |= Q(psp_reference__in=settled_keys)
+    found = PaymentEvent.objects.filter(Q(payment_id=term) | Q(checkout_id=term) | Q(buyer_id=term)).values("pk")
+    found = found.union(
+        PaymentOrder.objects.filter(orders).values("event_id"),
+        Refund.objects.filter(Q(refund_id=term) | Q(psp_reference=term)).values("order__event_id"),
+        DisputeAllocation.objects.filter(dispute__psp_dispute_id=term).values("order__event_id"),
+        all=True,
     )
+    return PaymentEvent.objects.filter(pk__in=found)

@@ -83,7 +83,7 @@ class AccountAdmin(ReadOnlyAdmin):
 class JournalTransactionAdmin(ReadOnlyAdmin):
     list_display = ["kind", "reference", "effective_at", "actor", "memo"]
     list_filter = ["kind"]
-    search_fields = ["=reference"]
+    search_fields = ["reference__exact"]
     date_hierarchy = "effective_at"
     inlines = [EntryInline]
 

@@ -58,6 +58,9 @@ class JournalTransaction(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["kind", "reference"], name="ledger_journal_kind_reference")]
+        # A reference alone (the console's search, a payment's page: its postings of every kind). The unique index
+        # above starts with the kind, and still serves the kind filter.
+        indexes = [models.Index(fields=["reference"], name="ledger_journal_reference_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.reference}"

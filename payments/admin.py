@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from api.admin_actions import with_form
-from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
+from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline, one_id
 from audit.admin import audit_html
 from audit.services import audit_record
 from payments.errors import NothingToPayOut, OrderNotCaptured, PayoutAccountMissing
@@ -95,7 +95,7 @@ class PaymentEventAdmin(ReadOnlyAdmin):
     list_display = ["payment_id", "checkout_id", "buyer_id", "client", "created_at"]
     list_filter = ["client"]
     list_select_related = ["client"]
-    search_fields = ["=payment_id", "=checkout_id", "=buyer_id", "=orders__payment_order_id"]
+    search_fields = ["payment_id__exact", "checkout_id__exact", "buyer_id__exact", "orders__payment_order_id__exact"]
     date_hierarchy = "created_at"
     inlines = [PaymentOrderInline]
 
@@ -122,10 +122,23 @@ class PaymentOrderAdmin(ReadOnlyAdmin):
     list_display = ["payment_order_id", "event", "seller", "amount", "status", "failure_code", "created_at"]
     list_filter = [OverdueFilter, "status", "amount_currency"]
     list_select_related = ["event"]
-    search_fields = ["=payment_order_id", "=event__payment_id", "=psp_reference", "=psp_token", "=seller__account"]
+    # Exact matches (ids are case-sensitive; "=" would mean iexact, UPPER() on the column, which no index serves),
+    # each on an index of this table; the payment's id through a subquery (see get_search_results).
+    search_fields = ["payment_order_id__exact", "psp_reference__exact", "psp_token__exact", "seller__exact"]
+    search_help_text = "An order's id, its payment's id, the PSP's pi_ or cs_, or a seller account."
     inlines = [OrderTransitionInline, RefundInline, DisputeAllocationInline]
     actions = ["release"]
     readonly_fields = ["audit_trail"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[PaymentOrder], search_term: str
+    ) -> tuple[QuerySet[PaymentOrder], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.strip():
+            found = found | queryset.filter(
+                event_id=one_id(PaymentEvent.objects.filter(payment_id=search_term.strip()))
+            )
+        return found, duplicates
 
     def has_release_funds_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("payments.release_funds")
@@ -168,15 +181,25 @@ class RefundAdmin(ReadOnlyAdmin):
     list_display = ["refund_id", "order", "amount", "currency", "status", "failure_code", "created_at"]
     list_filter = ["status", "currency"]
     list_select_related = ["order"]
-    search_fields = ["=refund_id", "=psp_reference", "=order__payment_order_id"]
+    search_fields = ["refund_id__exact", "psp_reference__exact"]
+    search_help_text = "A refund's id, the PSP's re_, or the refunded order's id."
     date_hierarchy = "created_at"
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Refund], search_term: str
+    ) -> tuple[QuerySet[Refund], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.strip():
+            order = PaymentOrder.objects.filter(payment_order_id=search_term.strip())
+            found = found | queryset.filter(order_id=one_id(order))
+        return found, duplicates
 
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdmin):
     list_display = ["psp_dispute_id", "payment_intent", "amount", "currency", "fee", "status", "reason", "opened_at"]
     list_filter = ["status", "currency", "reason"]
-    search_fields = ["=psp_dispute_id", "=payment_intent", "=allocations__order__payment_order_id"]
+    search_fields = ["psp_dispute_id__exact", "payment_intent__exact", "allocations__order__payment_order_id__exact"]
     inlines = [DisputeAllocationInline]
 
 
@@ -195,7 +218,7 @@ class PayoutAdmin(ReadOnlyAdmin):
         "paid_at",
     ]
     list_filter = ["status", "currency", "payout_currency"]
-    search_fields = ["=payout_id", "=psp_reference", "=seller__account"]
+    search_fields = ["payout_id__exact", "psp_reference__exact", "seller__exact"]
     date_hierarchy = "created_at"
 
 
@@ -205,7 +228,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
     list_display = ["event_id", "type", "object_id", "received_at", "deliveries", "processed_at", "attempts", "outcome"]
     list_filter = ["psp", "type", ("processed_at", admin.EmptyFieldListFilter)]
-    search_fields = ["=event_id", "=object_id"]
+    search_fields = ["event_id__exact", "object_id__exact"]
     date_hierarchy = "received_at"
 
 
@@ -213,7 +236,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 class DeadLetterAdmin(ReadOnlyAdmin):
     list_display = ["object_id", "task", "attempts", "first_failed_at", "last_failed_at", "resolved_at", "resolution"]
     list_filter = ["task", ("resolved_at", admin.EmptyFieldListFilter)]
-    search_fields = ["=object_id"]
+    search_fields = ["object_id__exact"]
     actions = ["replay"]
     readonly_fields = ["audit_trail"]
 

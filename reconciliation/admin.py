@@ -253,7 +253,7 @@ class MismatchAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["category", "status", AgeFilter, AmountFilter, "psp", "currency", "auto", "run"]
     list_select_related = ["run"]
-    search_fields = ["=reference", "=natural_key"]
+    search_fields = ["reference__exact", "natural_key__exact"]
     date_hierarchy = "created_at"
 
 

@@ -99,9 +99,11 @@ class SettledItem(models.Model):
     run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+", db_index=False)
 
     class Meta:
+        # The ids first: a payment's page looks its items up by key, the console's search by balance transaction,
+        # neither knowing the PSP or category; the runs look them up by all three columns, which either order serves.
         constraints = [
-            models.UniqueConstraint(fields=["psp", "category", "key"], name="recon_settled_item_unique"),
-            models.UniqueConstraint(fields=["psp", "balance_transaction_id"], name="recon_settled_line_unique"),
+            models.UniqueConstraint(fields=["key", "category", "psp"], name="recon_settled_item_unique"),
+            models.UniqueConstraint(fields=["balance_transaction_id", "psp"], name="recon_settled_line_unique"),
         ]
 
     def __str__(self) -> str:

@@ -141,3 +141,60 @@ def test_a_dead_letter_is_replayed_from_the_admin_once(staff: Client, post_payme
     assert list(AuditEntry.objects.values_list("actor", "action", "reason")) == [
         ("fin", "dead_letter.replay", "PSP back up")
     ]
+
+
+def _dead_letter(object_id: str) -> Any:
+    from django.utils import timezone
+
+    from payments.models import DeadLetter
+
+    now = timezone.now()
+    return DeadLetter.objects.create(
+        task="payments.order_execute",
+        object_type="payment_order",
+        object_id=object_id,
+        attempts=8,
+        last_error="TransientPspError: PSP error 500",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+
+
+def test_a_big_list_shows_its_size_from_the_statistics_and_a_filtered_one_counts_up_to_a_cap(
+    staff: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    from api import readonly_admin
+
+    # given: a "big" table (bigger than the cap, as PostgreSQL's statistics know it)
+    monkeypatch.setattr(readonly_admin, "COUNT_CAP", 2)
+    for n in range(3):
+        _dead_letter(f"po_big_{n}")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE payments_deadletter")
+
+    # when
+    whole = staff.get("/admin/payments/deadletter/").content.decode()
+    filtered = staff.get("/admin/payments/deadletter/", {"task": "payments.order_execute"}).content.decode()
+    searched = staff.get("/admin/payments/deadletter/", {"q": "po_big_1"}).content.decode()
+
+    # then
+    assert "about 3 dead letters" in whole
+    assert "more than 2 dead letters" in filtered
+    assert "1 dead letter" in searched
+
+
+def test_an_order_is_found_in_the_order_list_by_its_payment_its_seller_or_its_own_id(
+    staff: Client, post_payment: Callable[..., Any]
+) -> None:
+    created = post_payment(payment_body()).json()
+    order_id = created["payment_orders"][0]["payment_order_id"]
+    other = post_payment(payment_body()).json()["payment_orders"][0]["payment_order_id"]
+
+    for term in (created["payment_id"], order_id, "seller_7"):
+        page = staff.get("/admin/payments/paymentorder/", {"q": term}).content.decode()
+        assert order_id in page, term
+    by_payment = staff.get("/admin/payments/paymentorder/", {"q": created["payment_id"]}).content.decode()
+    assert other not in by_payment
+    assert order_id not in staff.get("/admin/payments/paymentorder/", {"q": order_id.upper()}).content.decode()

@@ -15,7 +15,7 @@ from wallets.services import wallet_account
 @admin.register(Seller)
 class SellerAdmin(admin.ModelAdmin):
     list_display = ["account", "display_name", "created_at"]
-    search_fields = ["=account", "display_name"]
+    search_fields = ["account__exact", "display_name"]
     readonly_fields = ["account", "created_at"]
 
     # Sellers are never deleted: their orders and ledger accounts hang off them (and wallets.services relies on it).
@@ -29,7 +29,7 @@ class WalletAdmin(ReadOnlyAdmin):
 
     list_display = ["seller", "currency", "pending", "available", "reserved", "held", "updated_at"]
     list_filter = ["currency"]
-    search_fields = ["=seller__account"]
+    search_fields = ["seller__exact"]
     readonly_fields = ["postings"]
 
     @admin.display(description="postings per bucket")

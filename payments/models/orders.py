@@ -284,7 +284,8 @@ class WebhookEvent(models.Model):
     last_error = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["psp", "event_id"], name="webhook_event_unique")]
+        # The event id first: the console finds an event by it, and so does a replay, neither naming the PSP.
+        constraints = [models.UniqueConstraint(fields=["event_id", "psp"], name="webhook_event_unique")]
         indexes = [
             models.Index(fields=["object_id"], name="webhook_event_object_idx"),
             # The waiting ones, in arrival order: what a drain claims next, and what the console lists.

@@ -67,6 +67,10 @@ class Payout(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["status", "updated_at"], name="payout_status_idx"),
             models.Index(fields=["seller", "-created_at"], name="payout_seller_idx"),
             models.Index(fields=["created_at"], name="payout_created_idx"),  # the metrics' window
+            # Found by the PSP's id (the console's search); partial: a payout has none until it is sent.
+            models.Index(
+                fields=["psp_reference"], condition=~models.Q(psp_reference=""), name="payout_psp_reference_idx"
+            ),
         ]
         permissions = [("trigger_payout", "Can pay a seller out now")]
 

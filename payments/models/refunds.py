@@ -74,6 +74,10 @@ class Refund(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["status", "updated_at"], name="refund_status_idx"),
             models.Index(fields=["created_at"], name="refund_created_idx"),  # the metrics' window
+            # Found by the PSP's id (the console's search); partial: a refund has none until it is sent.
+            models.Index(
+                fields=["psp_reference"], condition=~models.Q(psp_reference=""), name="refund_psp_reference_idx"
+            ),
         ]
 
     def __str__(self) -> str:
