@@ -208,7 +208,7 @@ WITH typed AS MATERIALIZED (
            sw.account AS seller, sw.currency, sw.pending_id, sw.available_id, sw.held_id,
            c.clearing_id, c.fees_id, c.psp_fees_id, c.dispute_clearing_id, c.exp, c.fee_pct, c.fee_fixed,
            round((5 + b.a * 495)::numeric, c.exp) AS amount,
-           (round((5 + b.a * 495)::numeric, c.exp) * power(10, c.exp))::bigint AS gross,
+           (round((5 + b.a * 495)::numeric, c.exp) * power(10::numeric, c.exp))::bigint AS gross,
            CASE WHEN b.u < 0.07 THEN 'FAILED'
                 WHEN b.u < 0.075 AND b.created_at > %(now)s - interval '1 day' THEN 'PENDING'
                 WHEN b.v < 0.015 THEN 'REFUNDED'
@@ -266,7 +266,7 @@ SELECT s.k, s.id, s.event_id, s.pos, s.hosted, s.s, s.seller, s.currency, s.exp,
        CASE WHEN s.dispute_status IN ('WON', 'LOST') THEN s.captured_at + interval '10 days' END AS closed_at,
        s.gross - s.fee - CASE WHEN s.refund_amount > 0 OR s.dispute_status IN ('OPEN', 'LOST') THEN s.from_pending
                               ELSE 0 END AS release_amount,
-       %(dispute_fee)s * power(10, s.exp)::bigint AS dispute_fee,
+       %(dispute_fee)s * power(10::numeric, s.exp)::bigint AS dispute_fee,
        %(refund_base)s + s.k AS refund_pk,
        %(dispute_base)s + s.k AS dispute_pk,
        %(journal_base)s + 8 * s.k AS jid

@@ -36,11 +36,11 @@ SELECT s.line_no, s.balance_transaction_id AS txn, s.reporting_category AS categ
        END, '') AS key,
        upper(s.currency) AS currency,
        CASE WHEN ex.exp IS NOT NULL AND s.gross ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.gross::numeric) <= ex.exp
-            THEN (s.gross::numeric * 10 ^ ex.exp)::bigint END AS gross,
+            THEN (s.gross::numeric * power(10::numeric, ex.exp))::bigint END AS gross,
        CASE WHEN ex.exp IS NOT NULL AND s.fee ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.fee::numeric) <= ex.exp
-            THEN (s.fee::numeric * 10 ^ ex.exp)::bigint END AS fee,
+            THEN (s.fee::numeric * power(10::numeric, ex.exp))::bigint END AS fee,
        CASE WHEN ex.exp IS NOT NULL AND s.net ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.net::numeric) <= ex.exp
-            THEN (s.net::numeric * 10 ^ ex.exp)::bigint END AS net,
+            THEN (s.net::numeric * power(10::numeric, ex.exp))::bigint END AS net,
        ex.exp IS NULL AS currency_unknown,
        s.source_id, s.payment_intent_id, s.payment_order_id, s.payment_id, s.refund_id, s.payout_id,
        s.available_on_utc
@@ -63,7 +63,7 @@ RETURNING line_no,
 # the file is timing or missing at the PSP.
 OURS = """
 SELECT 'charge' AS category, o.psp_reference AS key, o.amount_currency AS currency,
-       sum((o.amount * 10 ^ ex.exp)::bigint)::bigint AS amount, max(o.captured_at) AS booked_at,
+       sum((o.amount * power(10::numeric, ex.exp))::bigint)::bigint AS amount, max(o.captured_at) AS booked_at,
        jsonb_agg(o.payment_order_id ORDER BY o.position) AS detail
 FROM payments_paymentorder o
 JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = o.amount_currency

@@ -141,7 +141,7 @@ WITH payins AS (
 ), exponents AS (
     SELECT * FROM unnest(%(currencies)s::varchar[], %(exponents)s::int[]) AS x(currency, exponent)
 )
-SELECT o.payment_order_id, o.amount_currency, (o.amount * power(10, x.exponent))::bigint, p.currency, p.gross,
+SELECT o.payment_order_id, o.amount_currency, (o.amount * power(10::numeric, x.exponent))::bigint, p.currency, p.gross,
        count(*) OVER () AS total
 FROM payments_paymentorder o
 JOIN payins p ON p.reference = o.payment_order_id
@@ -149,7 +149,7 @@ LEFT JOIN exponents x ON x.currency = o.amount_currency
 WHERE p.currency <> p.other_currency
    OR p.currency <> o.amount_currency
    OR x.exponent IS NULL
-   OR p.gross <> (o.amount * power(10, x.exponent))::bigint
+   OR p.gross <> (o.amount * power(10::numeric, x.exponent))::bigint
 ORDER BY 1
 LIMIT %(limit)s
 """
