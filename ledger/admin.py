@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
 from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
 from ledger.models import Account, Entry, JournalTransaction
 from ledger.selectors import account_balance, trial_balances
+
+# The "as of" moment of the account page being rendered (AccountAdmin.change_view sets it, ``balance`` reads it).
+_as_of: ContextVar[datetime | None] = ContextVar("ledger_admin_as_of", default=None)
 
 
 def as_of_param(request: HttpRequest) -> datetime | None:
@@ -45,12 +50,21 @@ class AccountAdmin(ReadOnlyAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        self._as_of = as_of_param(request)  # read by ``balance`` while this page renders
-        return super().change_view(request, object_id, form_url, extra_context)
+        # The ModelAdmin is one object shared by every request the process serves at once: the moment asked for
+        # travels in a context variable, which each request (thread) has its own of, never on ``self``.
+        # Rendered here, while the variable holds: a TemplateResponse would otherwise render after this returns.
+        token = _as_of.set(as_of_param(request))
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()
+            return response
+        finally:
+            _as_of.reset(token)
 
     @admin.display(description="balance (minor units)")
     def balance(self, account: Account) -> str:
-        as_of = getattr(self, "_as_of", None)
+        as_of = _as_of.get()
         moment = f"as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "now"
         return format_html(
             "{} {} · <form method='get' style='display:inline'>as of <input type='datetime-local' name='as_of'>"

@@ -20,9 +20,8 @@ from payments.locks import order_lock
 from payments.models import CAPTURED_STATUSES, Dispute, DisputeAllocation, DisputeStatus, PaymentOrder
 from payments.psp.gateway import DisputeNotice
 from payments.psp.gateway import DisputeStatus as PspDisputeStatus
-from payments.refunds import returned_so_far
-from payments.releases import order_fee, order_gross, order_seller_pending
-from wallets.fees import fee_part_returned
+from payments.refunds import return_split, returned_so_far, seller_part_back
+from payments.releases import order_gross
 from wallets.returns import (
     SellerPart,
     dispute_hold_post,
@@ -77,22 +76,14 @@ def _open(notice: DisputeNotice, orders: list[PaymentOrder], actor: str) -> Disp
         if amount <= 0:
             continue
         left -= amount
-        fee_part = fee_part_returned(
-            gross=gross,
-            fee=order_fee(order),
-            returned_before=returned.amount,
-            fee_returned_before=returned.fee_part,
-            amount=amount,
-        )
-        seller_total = amount - fee_part
-        from_pending = 0 if order.released_at else min(seller_total, max(0, order_seller_pending(order)))
+        split = return_split(order, amount=amount, returned=returned)
         allocation = DisputeAllocation.objects.create(
             dispute=dispute,
             order=order,
             amount=amount,
-            seller_from_pending=from_pending,
-            seller_from_available=seller_total - from_pending,
-            platform_fee_part=fee_part,
+            seller_from_pending=split.from_pending,
+            seller_from_available=split.from_available,
+            platform_fee_part=split.fee_part,
         )
         dispute_hold_post(
             reference=f"{notice.dispute_id}:{order.payment_order_id}",
@@ -121,12 +112,7 @@ def _close(dispute: Dispute, *, won: bool, actor: str) -> None:
             releases=[
                 (
                     f"{dispute.psp_dispute_id}:{a.order.payment_order_id}",
-                    # Back where the funds belong now: pending only while the order is still not released.
-                    SellerPart(
-                        a.order.seller_id,
-                        0 if a.order.released_at else a.seller_from_pending,
-                        a.seller_part - (0 if a.order.released_at else a.seller_from_pending),
-                    ),
+                    seller_part_back(a.order, from_pending=a.seller_from_pending, total=a.seller_part),
                 )
                 for a in allocations
             ],

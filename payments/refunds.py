@@ -63,6 +63,37 @@ def returned_so_far(order: PaymentOrder, *, include_open_disputes: bool = False)
     return _Returned((refunds["a"] or 0) + (lost["a"] or 0), (refunds["f"] or 0) + (lost["f"] or 0))
 
 
+@dataclass(frozen=True)
+class ReturnSplit:
+    """Where ``amount`` going back to a buyer comes from: the platform's fee part, and the seller's part from
+    their pending funds (while the order is not released) and their available funds (the rest)."""
+
+    fee_part: int
+    from_pending: int
+    from_available: int
+
+
+def return_split(order: PaymentOrder, *, amount: int, returned: _Returned) -> ReturnSplit:
+    """The one rule for refunds and disputes alike; ``returned`` is what went back before (returned_so_far)."""
+    fee_part = fee_part_returned(
+        gross=order_gross(order),
+        fee=order_fee(order),
+        returned_before=returned.amount,
+        fee_returned_before=returned.fee_part,
+        amount=amount,
+    )
+    seller_total = amount - fee_part
+    from_pending = 0 if order.released_at else min(seller_total, max(0, order_seller_pending(order)))
+    return ReturnSplit(fee_part, from_pending, seller_total - from_pending)
+
+
+def seller_part_back(order: PaymentOrder, *, from_pending: int, total: int) -> SellerPart:
+    """A seller's part given back (a failed refund, a won dispute) goes where the funds belong now: to pending only
+    while the order is still not released, to available otherwise."""
+    pending = 0 if order.released_at else from_pending
+    return SellerPart(order.seller_id, pending, total - pending)
+
+
 def refund_create(
     *, client: ApiClient | None, payment_order_id: str, amount: Decimal | None, reason: str, actor: str
 ) -> Refund:
@@ -89,31 +120,23 @@ def refund_create(
                 f"At most {refundable} minor units of {currency} are left to refund on order {payment_order_id}.",
                 field="amount",
             )
-        fee_part = fee_part_returned(
-            gross=gross,
-            fee=order_fee(order),
-            returned_before=returned.amount,
-            fee_returned_before=returned.fee_part,
-            amount=wanted,
-        )
-        seller_total = wanted - fee_part
-        from_pending = 0 if order.released_at else min(seller_total, max(0, order_seller_pending(order)))
+        split = return_split(order, amount=wanted, returned=returned)
         refund = Refund.objects.create(
             order=order,
             amount=wanted,
             currency=currency,
             reason=reason,
-            seller_from_pending=from_pending,
-            seller_from_available=seller_total - from_pending,
-            platform_fee_part=fee_part,
+            seller_from_pending=split.from_pending,
+            seller_from_available=split.from_available,
+            platform_fee_part=split.fee_part,
             actor=actor,
         )
         refund_post(
             refund_id=refund.refund_id,
             currency=currency,
             amount=wanted,
-            seller=SellerPart(order.seller_id, from_pending, seller_total - from_pending),
-            fee_part=fee_part,
+            seller=SellerPart(order.seller_id, split.from_pending, split.from_available),
+            fee_part=split.fee_part,
             actor=actor,
         )
         if wanted == refundable:
@@ -184,12 +207,11 @@ def refund_apply_result(*, refund_id: str, result: RefundResult, actor: str) -> 
 def _book_back(order: PaymentOrder, refund: Refund, actor: str) -> None:
     """A failed refund: its money stays with us. The seller's part goes back where it belongs now (available, if
     the order was released since), the fee part to the platform, and the order's status back to what still stands."""
-    pending_back = 0 if order.released_at else refund.seller_from_pending
     refund_failed_post(
         refund_id=refund.refund_id,
         currency=refund.currency,
         amount=refund.amount,
-        seller=SellerPart(order.seller_id, pending_back, refund.seller_part - pending_back),
+        seller=seller_part_back(order, from_pending=refund.seller_from_pending, total=refund.seller_part),
         fee_part=refund.platform_fee_part,
         actor=actor,
     )

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from ledger.models import Account, AccountType, Side
-from ledger.services import AccountRef, Line, journal_post, lines_check
+from ledger.services import AccountRef, Line, accounts_ensure, journal_post, lines_check
 from reconciliation.models import Adjustment, AdjustmentStatus, Mismatch, MismatchStatus, SettledItem
 from wallets.services import psp_clearing_account, suspense_account
 
@@ -91,7 +91,12 @@ def _checked_lines(lines: list[ProposedLine]) -> list[Line]:
 
 
 def adjustment_propose(
-    *, user: Any, lines: list[ProposedLine], memo: str, mismatch_id: int | None = None
+    *,
+    user: Any,
+    lines: list[ProposedLine],
+    memo: str,
+    mismatch_id: int | None = None,
+    kind: str = Adjustment.Kind.ADJUSTMENT,
 ) -> Adjustment:
     actor = _require(user, "reconciliation.resolve_mismatch")
     if not memo.strip():
@@ -102,6 +107,7 @@ def adjustment_propose(
             _open_mismatch(mismatch_id)
         adjustment = Adjustment.objects.create(
             mismatch_id=mismatch_id,
+            kind=kind,
             lines=[{"account": line.account, "side": line.side, "amount": line.amount} for line in lines],
             memo=memo.strip(),
             proposed_by=actor,
@@ -125,12 +131,10 @@ def write_off_propose(*, user: Any, mismatch_id: int, memo: str) -> Adjustment:
         raise ValueError(f"finding #{mismatch_id} has no amount to write off")
     suspense = suspense_account(mismatch.currency)
     write_offs = AccountRef(f"write_offs:{mismatch.currency}", AccountType.EXPENSE, mismatch.currency)
-    from ledger.services import accounts_ensure
-
     accounts_ensure(accounts=[suspense, write_offs])
     # Unexplained money the PSP paid (positive) sits as a credit in suspense: debiting suspense clears it.
     first, second = (Side.DEBIT, Side.CREDIT) if amount > 0 else (Side.CREDIT, Side.DEBIT)
-    adjustment = adjustment_propose(
+    return adjustment_propose(
         user=user,
         lines=[
             ProposedLine(suspense.code, first.value, abs(amount)),
@@ -138,10 +142,8 @@ def write_off_propose(*, user: Any, mismatch_id: int, memo: str) -> Adjustment:
         ],
         memo=memo,
         mismatch_id=mismatch_id,
+        kind=Adjustment.Kind.WRITE_OFF,
     )
-    Adjustment.objects.filter(pk=adjustment.pk).update(kind=Adjustment.Kind.WRITE_OFF)
-    adjustment.kind = Adjustment.Kind.WRITE_OFF
-    return adjustment
 
 
 def adjustment_approve(*, adjustment_id: int, user: Any, note: str = "") -> Adjustment:

@@ -35,7 +35,7 @@ from reconciliation.services import ledger_check_run
 from tests.conftest import order, payment_body, unique, wait_until
 from tests.psp_helpers import configure, control
 from tests.sandbox import Sandbox
-from wallets.models import Seller, Wallet
+from wallets.models import Wallet
 from wallets.services import seller_payout_settings_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -449,4 +449,3 @@ def test_a_lost_dispute_debits_the_seller_and_books_the_psps_fee(
     # released afterwards: nothing is left to release
     assert released(api, po).status_code == 200
     assert wallet(seller) == (0, 0, 0, 0)
-    assert Seller.objects.filter(account=seller).exists()

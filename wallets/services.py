@@ -79,7 +79,8 @@ def post_guarded(*, kind: str, reference: str, lines: list[Line], actor: str, se
 
 
 def wallet_ensure(*, seller_account: str, currency: str) -> None:
-    """Create the seller's wallet in ``currency`` and map its three ledger accounts, before anything posts to them."""
+    """Create the seller's wallet in ``currency`` and map its ledger accounts (one per bucket), before anything
+    posts to them."""
     if (seller_account, currency) in _known_wallets:
         return
     refs = {bucket: wallet_account(seller_account, currency, bucket) for bucket in Bucket}
