@@ -29,18 +29,30 @@ def with_form(
     form_class: type[forms.Form] = NoteForm,
     apply: Callable[[Model, dict[str, Any]], str],
     refusals: tuple[type[Exception], ...] = (),
+    secret_results: bool = False,
 ) -> HttpResponse | None:
     """Show the form for the selected objects; once submitted and valid, ``apply`` each (its return value is the
     message) and go back to the list. A refusal from a service (no permission, four eyes, closed already) is shown
-    as an error for that object; the others go on."""
+    as an error for that object; the others go on.
+
+    ``secret_results``: the messages hold something shown once (a new API key), so they are answered on a page of
+    their own, never cached, instead of through the message store, which would keep them in the session."""
     refused: tuple[type[Exception], ...] = (PermissionDenied, ValueError, *refusals)
     form = form_class(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
+        results: list[tuple[str, str]] = []
         for obj in queryset:
             try:
-                model_admin.message_user(request, apply(obj, form.cleaned_data), messages.SUCCESS)
+                results.append((messages.DEFAULT_TAGS[messages.SUCCESS], apply(obj, form.cleaned_data)))
             except refused as exc:  # the service refused: shown, never a 500
-                model_admin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+                results.append((messages.DEFAULT_TAGS[messages.ERROR], f"{obj}: {exc}"))
+        if secret_results:
+            context = {**model_admin.admin_site.each_context(request), "title": title, "results": results}
+            response = render(request, "admin/action_results.html", context)
+            response["Cache-Control"] = "no-store"
+            return response
+        for tag, text in results:
+            model_admin.message_user(request, text, messages.ERROR if tag == "error" else messages.SUCCESS)
         return None
     context = {
         **model_admin.admin_site.each_context(request),

@@ -20,12 +20,17 @@ class ApiError(Exception):
     status_code = 400
     default_code = "invalid_request"
     default_message = "The request is invalid."
+    retry_after_seconds: int | None = None  # sent as Retry-After when set
 
     def __init__(self, message: str | None = None, *, code: str | None = None, field: str | None = None) -> None:
         self.code = code or self.default_code
         self.message = message or self.default_message
         self.field = field
         super().__init__(self.message)
+
+    def after_refusal(self, request: Any) -> None:
+        """Runs when the refusal is answered, after any transaction the request opened has rolled back: what it
+        writes (a security event) stays."""
 
 
 class InvalidInput(ApiError):
@@ -35,6 +40,11 @@ class InvalidInput(ApiError):
 class CardDataNotAllowed(InvalidInput):
     default_code = "card_data_not_allowed"
     default_message = "Card numbers are not accepted. Send a payment method token from the PSP instead."
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    default_code = "forbidden"
 
 
 class NotFound(ApiError):
@@ -91,7 +101,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's EXCEPTION_HANDLER. Anything not handled here is a bug and surfaces as a 500."""
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
-        if isinstance(exc, UpstreamUnavailable):
+        exc.after_refusal(context["request"])
+        if exc.retry_after_seconds is not None:
             headers["Retry-After"] = str(exc.retry_after_seconds)
         return Response(error_body(exc.code, exc.message, exc.field), status=exc.status_code, headers=headers)
     if isinstance(exc, drf.ValidationError):

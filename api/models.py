@@ -1,17 +1,16 @@
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 
 
 class ApiClient(models.Model):
-    """A storefront that calls the API. Its key is shown once at creation; we keep only a hash and a prefix."""
+    """A storefront that calls the API, with one or more keys (two while a rotation overlaps). Revoking the client
+    stops every key it has."""
 
     name = models.CharField(max_length=100, unique=True)
-    # The first characters of the key, shown in the admin so a person can tell keys apart without seeing one.
-    key_prefix = models.CharField(max_length=16)
-    # SHA-256 of the whole key. Keys are 192 random bits, so a fast hash is enough: there is nothing to brute-force.
-    key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(db_default=Now())
     revoked_at = models.DateTimeField(null=True, blank=True)
 
@@ -19,7 +18,7 @@ class ApiClient(models.Model):
         verbose_name = "API client"
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.key_prefix}…)"
+        return self.name
 
     # DRF treats the authenticated principal as a user; an API client is always an authenticated one.
     @property
@@ -30,6 +29,52 @@ class ApiClient(models.Model):
     def actor(self) -> str:
         """How this client appears in audit and transition logs."""
         return f"api_client:{self.pk}"
+
+
+class Scope(models.TextChoices):
+    """What a key may do. Each endpoint names the one scope it needs (api/views.py)."""
+
+    READ = "read", "read payments, orders, refunds, payouts and balances"
+    WRITE = "write", "create payments and checkouts"
+    REFUNDS = "refunds", "refund orders"
+    PAYOUTS = "payouts", "release funds, pay sellers out, change their payout settings"
+
+
+class ApiKey(models.Model):
+    """One key of a client. The key is shown once when issued; we keep only its hash and a visible prefix."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="keys")
+    # The first characters of the key, shown in the admin and in logs so a person can tell keys apart unseen.
+    prefix = models.CharField(max_length=16)
+    # SHA-256 of the whole key. Keys are 192 random bits, so a fast hash is enough: there is nothing to brute-force.
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = ArrayField(models.CharField(max_length=16, choices=Scope.choices))
+    created_at = models.DateTimeField(db_default=Now())
+    # Set when the key is rotated: the old key keeps working until then, so storefronts can deploy the new one.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    replaced_by = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(scopes__contained_by=Scope.values) & ~models.Q(scopes=[]),
+                name="api_key_scopes_known",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"
+
+    def usable(self) -> bool:
+        """Neither the key nor its client revoked, and not past the end of a rotation's overlap."""
+        if self.revoked_at is not None or self.client.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
 
 
 class IdempotencyKey(models.Model):

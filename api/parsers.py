@@ -10,6 +10,7 @@ from rest_framework.parsers import JSONParser
 
 from api.carddata import find_card_number
 from api.errors import ApiError, CardDataNotAllowed, InvalidInput
+from api.events import card_data_refused
 
 
 class GuardedJSONParser(JSONParser):
@@ -44,6 +45,9 @@ class GuardedJSONParser(JSONParser):
             raise InvalidInput(f"The body nests deeper than {MAX_DEPTH} levels.", code="body_too_deep")
         field = find_card_number(data)
         if field is not None:
+            request = (parser_context or {}).get("request")
+            if request is not None:
+                card_data_refused(request, field)
             raise CardDataNotAllowed(field=field)
         return data
 

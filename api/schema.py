@@ -24,19 +24,22 @@ class ErrorSerializer(serializers.Serializer):
 _DESCRIPTIONS = {
     400: "Invalid request (validation, missing Idempotency-Key, card data, malformed JSON). Nothing was stored.",
     401: "Missing or invalid API key.",
-    403: "The API key may not do this.",
+    403: "The API key lacks the scope this request needs (insufficient_scope).",
     404: "No such object for this API client.",
     409: "Conflict: the Idempotency-Key is in use by a running request, or an id is already taken.",
     415: "The body must be application/json.",
     422: "The Idempotency-Key was used before with a different request.",
-    429: "Too many requests.",
+    429: "Too many requests (rate_limited): retry after the Retry-After header's seconds. Nothing was stored.",
     502: "A service we depend on (the PSP) refused the request. Nothing was stored.",
     503: "A service we depend on (the PSP) did not answer. Nothing was stored; retry with the same key.",
 }
 
 
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]) for status in statuses}
+    """The error responses of an endpoint. One that authenticates (401) may also refuse a key's scope (403) and
+    throttle (429), so those come with it."""
+    wanted = set(statuses) | ({403, 429} if 401 in statuses else set())
+    return {status: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]) for status in sorted(wanted)}
 
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(

@@ -11,7 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.authentication import client_of
+from api.events import client_ip
 from api.idempotency import idempotent_post
+from api.models import Scope
+from api.throttles import throttle
 
 
 class JsonOnly(BaseContentNegotiation):
@@ -29,9 +33,19 @@ class JsonOnly(BaseContentNegotiation):
 
 
 class ApiView(APIView):
-    """Base of every storefront endpoint."""
+    """Base of every storefront endpoint: the key's scope and the client's and address's throttles are checked
+    before the handler runs."""
 
     content_negotiation_class = JsonOnly
+    # The scope a key needs for this endpoint's POST, PATCH or DELETE; reading always needs "read".
+    write_scope: str = Scope.WRITE
+
+    def required_scope(self, method: str | None) -> str:
+        return Scope.READ if method in ("GET", "HEAD", "OPTIONS") else self.write_scope
+
+    def check_throttles(self, request: Request) -> None:
+        client = client_of(request)
+        throttle(request, {"client": str(client.pk), "ip": client_ip(request)}, actor=client.actor)
 
 
 class IdempotentCreateApiView(ApiView):

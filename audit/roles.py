@@ -1,5 +1,5 @@
-"""The finance console's roles as they stand today: group name → the permissions beyond viewing. Migrations 0003
-and 0004 created them; ``finance_groups_sync`` puts them back exactly (after a test's database flush, or to repair
+"""The finance console's roles as they stand today: group name → the permissions beyond viewing. Migrations 0003,
+0004 and 0006 created them; ``finance_groups_sync`` puts them back exactly (after a test's database flush, or to repair
 a group someone edited), and a test holds the migrated groups to this definition."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ VIEWED = {
     "ledger": ["account", "journaltransaction", "entry"],
     "wallets": ["seller", "wallet"],
     "reconciliation": ["ledgercheckrun", "reconciliationrun", "mismatch", "adjustment"],
-    "audit": ["auditentry"],
+    "audit": ["auditentry", "securityevent"],
 }
 ROLES = {
     "finance viewer": [],

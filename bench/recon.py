@@ -231,8 +231,7 @@ FROM (
 # Accounts: 1 PSP clearing, 2 platform fees, then four per seller (pending, available, reserved, held).
 OUR_BOOKS = [
     """
-    INSERT INTO api_apiclient (id, name, key_prefix, key_hash)
-    VALUES (1, 'bench_recon', 'bench', encode(sha256('bench_recon'), 'hex'))
+    INSERT INTO api_apiclient (id, name) VALUES (1, 'bench_recon')
     """,
     """
     INSERT INTO wallets_seller (id, account, display_name)

@@ -303,11 +303,11 @@ FUNDS_HOLD_DAYS = env_int("FUNDS_HOLD_DAYS", 14)
 # for the next run.
 PAYOUT_MINIMUM = env_decimal("PAYOUT_MINIMUM", "10")
 PAYOUT_MINIMUM_BY_CURRENCY = env_decimal_map("PAYOUT_MINIMUM_BY_CURRENCY", {"JPY": "1000", "KWD": "5"})
+# The currencies a seller may choose to be paid in (converted at the exchange rates of FX_RATES_FILE).
+PAYOUT_CURRENCIES = env_list("PAYOUT_CURRENCIES", PAYMENT_CURRENCIES)
 # Who bears the platform's fee when money goes back to a buyer (a refund, a lost dispute): "refunded" (the platform
 # gives its fee back in proportion; the seller returns their share) or "kept" (the platform keeps its fee; the seller
 # returns the whole amount).
-# The currencies a seller may choose to be paid in (converted at the exchange rates of FX_RATES_FILE).
-PAYOUT_CURRENCIES = env_list("PAYOUT_CURRENCIES", PAYMENT_CURRENCIES)
 PLATFORM_FEE_ON_REFUND = env_str("PLATFORM_FEE_ON_REFUND", "refunded")
 if PLATFORM_FEE_ON_REFUND not in ("refunded", "kept"):
     raise ImproperlyConfigured(f"PLATFORM_FEE_ON_REFUND must be refunded or kept, not {PLATFORM_FEE_ON_REFUND!r}")
@@ -316,6 +316,21 @@ if PLATFORM_FEE_ON_REFUND not in ("refunded", "kept"):
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # How long a process trusts an API key it has looked up: a revoked key stops working within this many seconds.
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
+# Throttles (api/throttles.py): requests per window, counted in Redis, per API client and per calling IP address; and
+# payments per buyer, buyer IP and payment method token, the defence against card testing (many cards tried by one
+# buyer or from one address, or one stolen token tried again and again). Above a limit: 429 with Retry-After.
+API_THROTTLE_WINDOW_SECONDS = env_int("API_THROTTLE_WINDOW_SECONDS", 60)
+API_THROTTLE_LIMITS = {
+    "client": env_int("API_THROTTLE_CLIENT", 6000),
+    "ip": env_int("API_THROTTLE_IP", 6000),
+    "buyer": env_int("API_THROTTLE_BUYER", 20),
+    "buyer_ip": env_int("API_THROTTLE_BUYER_IP", 20),
+    "payment_method": env_int("API_THROTTLE_PAYMENT_METHOD", 10),
+}
+# How many proxies in front of the web server append to X-Forwarded-For; 0: the calling address is REMOTE_ADDR.
+API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0)
+# Security events (audit.SecurityEvent) recorded per kind and source per minute; the rest are only counted.
+SECURITY_EVENTS_PER_SOURCE_PER_MINUTE = env_int("SECURITY_EVENTS_PER_SOURCE_PER_MINUTE", 10)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],

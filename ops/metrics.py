@@ -30,3 +30,10 @@ retries_total = Counter(
     "Retries scheduled after a transient failure, by task (PSP calls) or payments.webhook_event (webhook events).",
     ["task"],
 )
+
+security_events_total = Counter(
+    "marketpay_security_events_total",
+    "Security events by kind (auth_failed, throttled, card_data_refused, ...): every one, including those the "
+    "audit.SecurityEvent table only samples.",
+    ["kind"],
+)

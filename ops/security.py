@@ -25,6 +25,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import reverse
 
 from api.carddata import find_card_number
+from api.events import card_data_refused, client_ip, security_event_at
+from audit.models import SecurityEvent
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def _login_key(address: str, username: str) -> str:
 
 
 def _address(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", ""))
+    return client_ip(request)
 
 
 class AdminLoginThrottleMiddleware:
@@ -86,6 +88,8 @@ class AdminLoginThrottleMiddleware:
             key = _login_key(_address(request), str(request.POST.get("username", "")))
             if (cache.get(key) or 0) >= settings.ADMIN_LOGIN_MAX_FAILURES:
                 logger.warning("admin sign-in refused: too many failures", extra={"address": _address(request)})
+                username = str(request.POST.get("username", ""))
+                security_event_at(request, SecurityEvent.Kind.ADMIN_LOGIN_THROTTLED, actor=username)
                 response = HttpResponse("Too many failed sign-ins. Try again later.", status=429)
                 response["Retry-After"] = str(settings.ADMIN_LOGIN_WINDOW_SECONDS)
                 return response
@@ -98,7 +102,9 @@ def count_login_failure(
 ) -> None:
     if request is None:
         return
-    key = _login_key(_address(request), str(credentials.get("username", "")))
+    username = str(credentials.get("username", ""))
+    security_event_at(request, SecurityEvent.Kind.ADMIN_LOGIN_FAILED, actor=username)
+    key = _login_key(_address(request), username)
     if cache.add(key, 1, timeout=settings.ADMIN_LOGIN_WINDOW_SECONDS):
         return
     try:
@@ -130,6 +136,7 @@ class AdminCardDataGuardMiddleware:
             field = find_card_number(fields)
             if field is not None:
                 logger.warning("admin form refused: card data", extra={"field": field, "path": request.path})
+                card_data_refused(request, field)
                 return HttpResponseBadRequest(
                     f"Card numbers are not accepted, in any field ({field.split('[')[0]}). Nothing was saved."
                 )

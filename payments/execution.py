@@ -27,7 +27,7 @@ from payments.locks import order_lock
 from payments.models import OrderStatus, PaymentOrder, RiskReview, RiskReviewStatus
 from payments.psp import payment_gateway
 from payments.psp.gateway import ChargeResult, ChargeStatus, UnknownPspOutcome
-from payments.risk import Verdict, order_risk_check
+from payments.risk import Verdict, order_risk_check, risk_rejection_record
 from payments.risk.reviews import risk_review_hold
 from payments.services import order_capture
 
@@ -101,6 +101,7 @@ def _execution_start(payment_order_id: str) -> tuple[PaymentOrder, str, bool]:
                 if decision.verdict is Verdict.REJECT:
                     order.mark_failed(actor="risk", reason=decision.rule, failure_code="risk_rejected")
                     order.save()
+                    risk_rejection_record(order, decision.rule, actor="risk")
                     return order, payment_method, False
                 if decision.verdict is Verdict.REVIEW:
                     risk_review_hold(order=order, rule=decision.rule)

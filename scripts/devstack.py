@@ -167,8 +167,11 @@ def _base_env() -> dict[str, str]:
         env["SECRET_KEY"] = _secret_key()
     if not env.get("STRIPE_API_KEY"):
         # The sandbox's test payment methods (pm_card_visa, ...) are shared by every buyer of the demo, the
-        # benchmarks and the chaos run: velocity per payment method would refuse them after a few payments.
+        # benchmarks and the chaos run: velocity and throttles per payment method (and per buyer, for the benchmarks'
+        # few buyers) would refuse them after a few payments. A deployment on real Stripe keeps the defaults.
         env.setdefault("RISK_VELOCITY_LIMIT", "1000000")
+        for name in ("CLIENT", "IP", "BUYER", "BUYER_IP", "PAYMENT_METHOD"):
+            env.setdefault(f"API_THROTTLE_{name}", "1000000")
     return env
 
 

@@ -90,14 +90,17 @@ def _forget_known_rows() -> None:
 
 @pytest.fixture(autouse=True)
 def _velocity_out_of_the_way(settings: Any) -> None:
-    """Every test pays with the sandbox's shared test payment methods, so velocity per payment method would refuse
-    payments across tests. The risk tests that check velocity set their own limit; counts start empty per test."""
+    """Every test pays with the sandbox's shared test payment methods, so velocity and throttles per payment method
+    would refuse payments across tests. The tests that check them set their own limits; counts start empty per
+    test (the security events' sampling counts too)."""
     settings.RISK_VELOCITY_LIMIT = 1_000_000
+    settings.API_THROTTLE_LIMITS = dict.fromkeys(settings.API_THROTTLE_LIMITS, 1000000)
     client = redis.Redis.from_url(settings.REDIS_URL)
     prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
-    stale = list(client.scan_iter(match=f"{prefix}:risk:*", count=1000))
-    if stale:
-        client.delete(*stale)
+    for pattern in ("risk", "throttle", "security"):
+        stale = list(client.scan_iter(match=f"{prefix}:{pattern}:*", count=1000))
+        if stale:
+            client.delete(*stale)
 
 
 _sequence = itertools.count(1)

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.authentication import client_of
+from api.models import Scope
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
 from api.serializers import PatternField, StrictSerializer
 from api.views import ApiView, IdempotentCreateApiView
@@ -133,6 +134,8 @@ class SellerSettingsOutput(serializers.Serializer):
 
 
 class OrderReleaseApi(ApiView):
+    write_scope = Scope.PAYOUTS
+
     @extend_schema(
         operation_id="payment_orders_release",
         summary="Release an order's funds to its seller (delivery confirmed)",
@@ -152,6 +155,8 @@ class OrderReleaseApi(ApiView):
 
 
 class RefundCreateApi(IdempotentCreateApiView):
+    write_scope = Scope.REFUNDS
+
     @extend_schema(
         operation_id="refunds_create",
         summary="Refund a payment order, in full or in part",
@@ -200,6 +205,8 @@ class RefundDetailApi(ApiView):
 
 
 class SellerPayoutCreateApi(IdempotentCreateApiView):
+    write_scope = Scope.PAYOUTS
+
     @extend_schema(
         operation_id="seller_payouts_create",
         summary="Pay a seller out now",
@@ -239,6 +246,8 @@ class PayoutDetailApi(ApiView):
 
 
 class SellerSettingsApi(ApiView):
+    write_scope = Scope.PAYOUTS
+
     @extend_schema(
         operation_id="sellers_update",
         summary="Set where and in which currency a seller is paid out",

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from api.authentication import client_of
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
+from api.throttles import throttle
 from api.views import ApiView, IdempotentCreateApiView
 from payments.api.serializers import (
     CheckoutCreateInput,
@@ -27,8 +28,24 @@ from payments.api.serializers import (
 from payments.checkouts import checkout_create
 from payments.errors import SellerNotFound
 from payments.selectors import payment_get, payment_order_get, seller_paid_by
-from payments.services import payment_create
+from payments.services import BuyerInfo, payment_create
 from wallets.selectors import wallet_balances
+
+
+def payment_attempt_throttle(request: Request, buyer: BuyerInfo, payment_method_token: str) -> None:
+    """Card testing shows as many payments from one buyer or address, or one token tried again and again. Counted
+    per client: two storefronts' buyer ids are different people. Runs after validation and inside the idempotency
+    transaction, so a refusal stores nothing and a replay of an earlier success is not counted."""
+    client = client_of(request)
+    throttle(
+        request,
+        {
+            "buyer": f"{client.pk}:{buyer.id}",
+            "buyer_ip": f"{client.pk}:{buyer.ip}" if buyer.ip else "",
+            "payment_method": f"{client.pk}:{payment_method_token}" if payment_method_token else "",
+        },
+        actor=client.actor,
+    )
 
 
 class PaymentCreateApi(IdempotentCreateApiView):
@@ -51,7 +68,9 @@ class PaymentCreateApi(IdempotentCreateApiView):
         return super().post(request, *args, **kwargs)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        event = payment_create(client=client_of(request), **payment_create_arguments(request.data))
+        arguments = payment_create_arguments(request.data)
+        payment_attempt_throttle(request, arguments["buyer"], arguments["payment_method_token"])
+        event = payment_create(client=client_of(request), **arguments)
         return Response(payment_representation(event), status=201)
 
 
@@ -76,7 +95,9 @@ class CheckoutCreateApi(IdempotentCreateApiView):
         return super().post(request, *args, **kwargs)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        event = checkout_create(client=client_of(request), **checkout_create_arguments(request.data))
+        arguments = checkout_create_arguments(request.data)
+        payment_attempt_throttle(request, arguments["buyer"], "")
+        event = checkout_create(client=client_of(request), **arguments)
         return Response(payment_representation(event), status=201)
 
 

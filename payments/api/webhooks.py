@@ -12,6 +12,8 @@ from django.views.decorators.http import require_POST
 
 from api.carddata import contains_card_number
 from api.errors import error_body
+from api.events import card_data_refused, security_event_at
+from audit.models import SecurityEvent
 from payments.psp.gateway import InvalidWebhook
 from payments.webhooks import webhook_receive
 
@@ -26,6 +28,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return JsonResponse(error_body("payload_invalid", "The body is not UTF-8."), status=400)
     if contains_card_number(text):
         # Card data must never be stored, whoever sends it; the PSP will retry, and someone must look.
+        card_data_refused(request, "body")
         return JsonResponse(
             error_body("card_data_not_allowed", "The event holds what looks like a card number; not stored."),
             status=400,
@@ -33,6 +36,8 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     try:
         webhook_receive(psp="stripe", payload=payload, headers=request.headers)
     except InvalidWebhook as exc:
+        kind = SecurityEvent.Kind.WEBHOOK_SIGNATURE_INVALID
+        security_event_at(request, kind, actor="psp:stripe", detail=f"{exc.code}: {exc}")
         field = "Stripe-Signature" if exc.code.startswith("signature") else None
         return JsonResponse(error_body(exc.code, str(exc), field), status=400)
     return JsonResponse({"received": True})

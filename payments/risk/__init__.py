@@ -15,6 +15,8 @@ from typing import Protocol, cast
 from django.conf import settings
 from djmoney.money import Money
 
+from audit.models import SecurityEvent
+from audit.services import security_event_record
 from payments.models import PaymentOrder
 
 
@@ -86,3 +88,13 @@ def risk_provider() -> RiskProvider:
 
 def order_risk_check(order: PaymentOrder) -> RiskDecision:
     return risk_provider().assess(subject_of(order))
+
+
+def risk_rejection_record(order: PaymentOrder, rule: str, *, actor: str) -> None:
+    """A rejection is a security event too: the console's list of them is where a card-testing wave shows."""
+    security_event_record(
+        kind=SecurityEvent.Kind.RISK_REJECTED,
+        actor=f"buyer {order.event.buyer_id}" if order.event.buyer_id else actor,
+        ip=order.event.buyer_ip or None,
+        detail=f"{order.payment_order_id}: {rule} ({actor})",
+    )

@@ -13,6 +13,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from payments.locks import order_lock
 from payments.models import OrderStatus, PaymentOrder, RiskReview, RiskReviewStatus
+from payments.risk import risk_rejection_record
 from payments.services import executions_enqueue
 
 
@@ -48,6 +49,7 @@ def _decide(review_id: int, user: Any, note: str, approve: bool) -> RiskReview:
                 actor=f"risk review:{actor}", reason=f"{review.rule}: {note}", failure_code="risk_rejected"
             )
             order.save()
+            risk_rejection_record(order, review.rule, actor=f"risk review:{actor}")
         audit_record(
             actor=actor,
             action="risk_review.approve" if approve else "risk_review.reject",

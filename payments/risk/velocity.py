@@ -8,19 +8,15 @@ stop the business for a check that the other rules and the PSP's own fraud scree
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 
 import redis
 from django.conf import settings
 
+from ops.redis_client import key_prefix, redis_client
+
 logger = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=1)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
 
 
 def velocity_counts(*, payment_id: str, dimensions: dict[str, str]) -> dict[str, int] | None:
@@ -28,10 +24,9 @@ def velocity_counts(*, payment_id: str, dimensions: dict[str, str]) -> dict[str,
     None when Redis is unreachable."""
     window = settings.RISK_VELOCITY_WINDOW_SECONDS
     bucket = int(time.time()) // window
-    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
-    keys = {name: f"{prefix}:risk:{name}:{value}:{bucket}" for name, value in dimensions.items()}
+    keys = {name: f"{key_prefix()}:risk:{name}:{value}:{bucket}" for name, value in dimensions.items()}
     try:
-        pipe = _client(settings.REDIS_URL).pipeline(transaction=False)
+        pipe = redis_client().pipeline(transaction=False)
         for key in keys.values():
             pipe.sadd(key, payment_id)
             pipe.expire(key, window * 2)

@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from api.models import ApiClient
+from api.errors import ApiError
+from api.models import ApiClient, Scope
 from api.services import api_client_create
 
 
@@ -13,10 +14,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
+        parser.add_argument(
+            "--scopes",
+            default=",".join(Scope.values),
+            help=f"Comma-separated, from {', '.join(Scope.values)} (default: all).",
+        )
 
-    def handle(self, *args: Any, name: str, **options: Any) -> None:
+    def handle(self, *args: Any, name: str, scopes: str, **options: Any) -> None:
         if ApiClient.objects.filter(name=name).exists():
             raise CommandError(f"An API client named {name!r} already exists.")
-        issued = api_client_create(name=name)
-        self.stdout.write(f"API client {name!r} created. Its key, shown this once only:\n")
+        try:
+            issued = api_client_create(name=name, scopes=[s.strip() for s in scopes.split(",") if s.strip()])
+        except ApiError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(
+            f"API client {name!r} created, scopes {', '.join(issued.api_key.scopes)}. Its key, shown this once only:\n"
+        )
         self.stdout.write(issued.key)

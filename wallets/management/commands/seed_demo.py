@@ -19,8 +19,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from api.models import ApiClient
-from api.services import KEY_PREFIX, api_client_create, hash_api_key
+from api.models import ApiClient, ApiKey
+from api.services import api_client_create, api_key_issue, hash_api_key
 from wallets.models import Seller
 
 CLIENT_NAME = "demo-storefront"
@@ -61,8 +61,10 @@ def _demo_api_key() -> tuple[ApiClient, str]:
     key_file = _var_dir() / "demo_api_key"
     key = _read_text(key_file)
     client = ApiClient.objects.filter(name=CLIENT_NAME).first()
-    if client is not None and key and hash_api_key(key) == client.key_hash and client.revoked_at is None:
-        return client, key
+    if client is not None and key:
+        stored = ApiKey.objects.filter(client=client, key_hash=hash_api_key(key)).select_related("client").first()
+        if stored is not None and stored.usable():
+            return client, key
     if client is not None and not client.payments.exists():
         # Nothing hangs off it yet, so the cleanest fix for a lost key is a fresh client.
         client.delete()
@@ -71,13 +73,13 @@ def _demo_api_key() -> tuple[ApiClient, str]:
         issued = api_client_create(name=CLIENT_NAME)
         _write_secret(key_file, issued.key + "\n")
         return issued.client, issued.key
-    # The client has payments (PROTECT keeps it), so give it a new key in place. There is no rotate service yet;
-    # this mirrors api_client_create's key format. The demo client exists to be used, so a revocation is undone too.
-    key = KEY_PREFIX + secrets.token_urlsafe(24)
-    ApiClient.objects.filter(pk=client.pk).update(key_prefix=key[:12], key_hash=hash_api_key(key), revoked_at=None)
-    _write_secret(key_file, key + "\n")
+    # The client has payments (PROTECT keeps it), so it gets a new key. The demo client exists to be used, so a
+    # revocation of the client is undone too.
+    ApiClient.objects.filter(pk=client.pk).update(revoked_at=None)
     client.refresh_from_db()
-    return client, key
+    issued = api_key_issue(client=client, scopes=None, actor="seed_demo", reason="the demo key file was lost")
+    _write_secret(key_file, issued.key + "\n")
+    return client, issued.key
 
 
 def _demo_users() -> list[DemoUser]:
