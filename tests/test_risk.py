@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from api.carddata import find_card_number
-from audit.models import AuditEntry
+from audit.models import AuditEntry, SecurityEvent
 from audit.roles import finance_groups_sync
 from payments import execution
 from payments.models import OrderStatus, PaymentOrder, RiskReview, RiskReviewStatus
@@ -78,6 +78,9 @@ def test_a_listed_buyer_is_rejected_before_the_psp(psp: Sandbox, post_payment: C
     assert rejected.failure_code == "risk_rejected"
     assert "Ivan Fictitious Sanctionov" in rejected.failure_reason
     assert rejected.psp_reference == ""  # never sent
+    event = SecurityEvent.objects.get(kind="risk_rejected")
+    assert event.actor == f"buyer {rejected.event.buyer_id}"
+    assert event.detail.startswith(f"{rejected.payment_order_id}: sanctions")
 
 
 def test_a_listed_seller_is_rejected(psp: Sandbox, post_payment: Callable[..., Any]) -> None:
@@ -118,6 +121,7 @@ def test_a_held_order_rejected_by_a_person_fails_and_a_viewer_cannot_decide(
 
     held.refresh_from_db()
     assert (held.status, held.failure_code) == (OrderStatus.FAILED, "risk_rejected")
+    assert "(risk review:" in SecurityEvent.objects.get(kind="risk_rejected").detail
 
 
 def test_countries_and_amounts(psp: Sandbox, post_payment: Callable[..., Any], settings: Any) -> None:
