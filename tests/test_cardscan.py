@@ -93,12 +93,17 @@ def test_the_command_exits_non_zero_on_a_hit_and_zero_when_clean(tmp_path: Path)
 @pytest.mark.django_db(transaction=True)
 def test_the_row_snapshot_and_the_database_dump_find_a_card_number_stored_in_our_tables(tmp_path: Path) -> None:
     # given: a card number where none may be, and one in the PSP's own table
-    Seller.objects.create(account="seller_scan", display_name=f"Shop {CARD}")
-    SandboxConfig.objects.create(overrides={"note": "4242424242424242"})
+    seller = Seller.objects.create(account="seller_scan", display_name=f"Shop {CARD}")
+    config = SandboxConfig.objects.create(overrides={"note": "4242424242424242"})
 
     # when
-    card_scan_capture.snapshot_rows(tmp_path)
-    card_scan_capture.dump_database(tmp_path)
+    try:
+        card_scan_capture.snapshot_rows(tmp_path)
+        card_scan_capture.dump_database(tmp_path)
+    finally:
+        # Gone before this test's own snapshot: make test's scan of this run must not find them.
+        seller.delete()
+        config.delete()
     hits = cardscan.scan_paths([tmp_path])
 
     # then
