@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from api.idempotency import HEADER, REPLAY_HEADER
+from api.idempotency import HEADER, MAX_KEY_LENGTH, REPLAY_HEADER
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -44,10 +48,12 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     HEADER,
-    str,
+    # What api/idempotency.py accepts: printable ASCII, not blank, at most MAX_KEY_LENGTH characters.
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[ -~]*[!-~][ -~]*$"},
     OpenApiParameter.HEADER,
     required=True,
-    description="A unique key per operation (at most 255 characters), reused when retrying it. Kept for 24 hours.",
+    description="A unique key per operation (at most 255 printable ASCII characters), reused when retrying it. Kept "
+    "for 24 hours.",
 )
 
 REPLAYED_HEADER = OpenApiParameter(
@@ -65,6 +71,18 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"}
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """A StrictSerializer refuses any field it does not declare: the schema says so (``additionalProperties:
+    false``), so that a client, or a fuzzer, knows that an unknown field is an error."""
+
+    target_class = "api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        return {**schema, "additionalProperties": False}
 
 
 class PatternFieldSchema(OpenApiSerializerFieldExtension):

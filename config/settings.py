@@ -422,6 +422,19 @@ LOGGING = {
     "loggers": {"stripe": {"level": env_str("STRIPE_LOG_LEVEL", "WARNING")}},
 }
 
+# LOG_FILE: every line also appended to this file, with the same filters and format (make test sets it, so that the
+# card-data scan reads what the run logged, in every process that shares the environment).
+LOG_FILE = env_str("LOG_FILE", "")
+if LOG_FILE:
+    LOGGING["handlers"]["file"] = {  # type: ignore[index]
+        "class": "logging.FileHandler",
+        "filename": LOG_FILE,
+        "encoding": "utf-8",
+        "formatter": LOG_FORMAT,
+        "filters": ["context", "sensitive"],
+    }
+    LOGGING["root"]["handlers"].append("file")  # type: ignore[index]
+
 # --- Operations: /healthz, /readyz, /metrics (ops/) -----------------------------------------------------------------
 # Each readiness check (PostgreSQL and migrations, Redis, the broker, the PSP) gives up after this long; they run at
 # once, so /readyz answers within about this time whatever is down.

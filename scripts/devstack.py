@@ -506,7 +506,26 @@ def cmd_run(env: dict[str, str], args: list[str], stack: contextlib.ExitStack) -
 
 
 def cmd_test(env: dict[str, str], args: list[str], stack: contextlib.ExitStack) -> int:
-    return _run_in_foreground([sys.executable, "-m", "pytest", *args], env)
+    """pytest, then the card-data scan of what the run logged and stored (scripts/cardscan.py): any card number
+    fails the run. The run's directory under var/ is removed when the scan finds nothing, and kept otherwise."""
+    import cardscan  # scripts/, beside this file
+
+    run_dir = Path(tempfile.mkdtemp(prefix="test-run-", dir=VAR))
+    env["LOG_FILE"] = str(run_dir / "app.log")  # every process of the run appends its log lines here
+    env["CARD_SCAN_DIR"] = str(run_dir)  # the tests' row snapshots and database dump (tests/card_scan_capture.py)
+    code = _run_in_foreground([sys.executable, "-m", "pytest", *args], env)
+    if code in (130, 128 + signal.SIGTERM, 128 + signal.SIGHUP):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return code
+    print(f"devstack: scanning the run's logs and database for card numbers ({run_dir.relative_to(ROOT)})")
+    if not (run_dir / "database.sql").exists():
+        print("devstack: no test database was used, so there is no dump to scan; logs and rows only")
+    clean = cardscan.report(cardscan.scan_paths([run_dir]))
+    if clean and code == 0:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        print(f"devstack: the run's logs and dump are kept in {run_dir.relative_to(ROOT)}")
+    return code or (0 if clean else 1)
 
 
 def cmd_env(env: dict[str, str], args: list[str], stack: contextlib.ExitStack) -> int:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,6 +28,7 @@ from payments.services import order_succeed
 from reconciliation.models import Mismatch, ReconciliationRun
 
 pytest.register_assert_rewrite("tests.sandbox")
+from tests import card_scan_capture  # noqa: E402
 from tests.browser_helpers import page  # noqa: E402, F401 - the browser, for every test module
 from tests.sandbox import gateway, sandbox  # noqa: E402, F401 - the sandbox PSP fixtures, for every test module
 
@@ -55,6 +57,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _route_tasks_to_this_run()
     # This run's cache keys (the webhook drain flag among them) are its own, whoever else uses this Redis.
     settings.CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN}"
+
+
+if card_scan_capture.enabled():
+    # make test's card-data scan reads the rows every test leaves behind, taken before the test's own teardown.
+    card_scan_capture.install()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database; with the card-data scan on, dumped just before it is destroyed."""
+    yield
+    if card_scan_capture.enabled():
+        with django_db_blocker.unblock():
+            card_scan_capture.dump_database(Path(card_scan_capture.DIRECTORY))
 
 
 def _allow_ledger_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:

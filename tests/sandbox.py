@@ -107,7 +107,14 @@ def running_sandbox(
         "--log-level",
         "warning",
     ]
-    with tempfile.TemporaryFile() as log:
+    # The process's own output (gunicorn's lines, anything printed) is kept for the card-data scan when it runs.
+    scan_dir = os.environ.get("CARD_SCAN_DIR")
+    log_file = (
+        tempfile.NamedTemporaryFile(dir=scan_dir, prefix="sandbox-", suffix=".log", delete=False)  # noqa: SIM115
+        if scan_dir
+        else tempfile.TemporaryFile()  # noqa: SIM115 - either file is closed by the block below
+    )
+    with log_file as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, cwd=Path(settings.BASE_DIR), env=child_env, stdout=log, stderr=subprocess.STDOUT
         )

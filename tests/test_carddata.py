@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import io
+import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from api.carddata import contains_card_number, find_card_number, luhn_valid
+from api.errors import CardDataNotAllowed
+from api.parsers import GuardedJSONParser
 
 
 @pytest.mark.parametrize(
@@ -77,3 +82,86 @@ def test_log_lines_are_masked() -> None:
 @pytest.mark.parametrize("text", ["card 4242424242424242 123", "4242 4242 4242 4242 42", "12 4000056655665556"])
 def test_a_card_number_next_to_other_digit_groups_is_found(text: str) -> None:
     assert contains_card_number(text)
+
+
+# --- Properties: any card number, however written and wherever it sits in a body, is refused; the digits a body is
+# full of (ids, timestamps, short numbers, amounts) are not ------------------------------------------------------------
+
+
+@st.composite
+def _card_number(draw: st.DrawFn) -> str:
+    """A Luhn-valid number of 13-19 digits, in groups of any size parted by single spaces or dashes."""
+    body = "".join(map(str, draw(st.lists(st.integers(0, 9), min_size=12, max_size=18))))
+    digits = body + next(d for d in "0123456789" if luhn_valid(body + d))
+    pieces, rest = [], digits
+    while rest:
+        size = draw(st.integers(min_value=1, max_value=len(rest)))
+        pieces.append(rest[:size])
+        rest = rest[size:]
+    text = pieces[0]
+    for piece in pieces[1:]:
+        text += draw(st.sampled_from([" ", "-", ""])) + piece
+    return text
+
+
+_WORDS = st.text(alphabet="abcxyz_:/ ", max_size=12)  # no digits: they would join the number into another one
+
+
+def _json_with(value: str) -> st.SearchStrategy[Any]:
+    """Any JSON body holding ``value`` in a string somewhere: at the top, in an object, in a list, nested."""
+    leaf = st.tuples(_WORDS, _WORDS).map(lambda words: f"{words[0]}{value}{words[1]}")
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.dictionaries(st.sampled_from(["a", "payment_orders", "buyer_info"]), inner, min_size=1),
+            st.lists(inner, min_size=1, max_size=3).map(lambda items: ["x", 1, *items]),
+        ),
+        max_leaves=4,
+    )
+
+
+@given(number=_card_number(), prefix=_WORDS, suffix=_WORDS)
+def test_any_card_number_inside_any_text_is_found(number: str, prefix: str, suffix: str) -> None:
+    assert contains_card_number(f"{prefix}{number}{suffix}")
+
+
+@given(data=st.data(), number=_card_number())
+def test_any_card_number_anywhere_in_a_body_is_refused_before_a_view_sees_it(data: st.DataObject, number: str) -> None:
+    # given
+    body = data.draw(_json_with(number))
+    as_key = data.draw(st.booleans())
+    if as_key:
+        body = {"buyer_info": {number: "1"}}
+
+    # when / then
+    assert find_card_number(body) is not None
+    with pytest.raises(CardDataNotAllowed):
+        GuardedJSONParser().parse(io.BytesIO(json.dumps(body).encode()))
+
+
+@given(number=_card_number())
+def test_a_card_number_sent_as_a_json_number_is_refused(number: str) -> None:
+    digits = "".join(char for char in number if char.isdigit()).lstrip("0")
+    assume(len(digits) >= 13)  # a leading zero is not JSON; without it, is it still 13 digits?
+    with pytest.raises(CardDataNotAllowed):
+        GuardedJSONParser().parse(io.BytesIO(f'{{"amount": {digits}}}'.encode()))
+
+
+_NOT_CARDS = st.one_of(
+    # the storefront's ids: letters with short runs of digits
+    st.from_regex(r"(po|chk|buyer|seller)_[0-9]{1,12}(_[a-z]{1,3}[0-9]{0,6}){0,3}", fullmatch=True),
+    # timestamps, as the API writes them and as people do
+    st.datetimes().map(lambda moment: moment.isoformat()),
+    st.datetimes().map(lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S")),
+    st.integers(min_value=0, max_value=2**32).map(str),  # Unix time in seconds, and any number of 12 digits or fewer
+    st.integers(min_value=0, max_value=10**12 - 1).map(str),
+    # amounts
+    st.decimals(min_value=0, max_value=10**12 - 1, places=3, allow_nan=False).map(str),
+)
+
+
+@given(value=_NOT_CARDS)
+def test_ids_timestamps_short_numbers_and_amounts_pass_the_guard(value: str) -> None:
+    body = {"checkout_id": value, "payment_orders": [{"amount": value, "note": [value]}]}
+    assert find_card_number(body) is None
+    assert GuardedJSONParser().parse(io.BytesIO(json.dumps(body).encode())) == body

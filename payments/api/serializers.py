@@ -53,7 +53,7 @@ class EmailField(serializers.Field):
         return str(value)
 
 
-@extend_schema_field({"type": "string", "pattern": "^[A-Z]{2}$", "example": "DE"})
+@extend_schema_field({"type": "string", "enum": sorted(COUNTRIES), "example": "DE"})
 class CountryField(serializers.Field):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str) or data not in COUNTRIES:
@@ -64,7 +64,7 @@ class CountryField(serializers.Field):
         return str(value)
 
 
-@extend_schema_field({"type": "string", "example": "EUR"})
+@extend_schema_field({"type": "string", "enum": list(settings.PAYMENT_CURRENCIES), "example": "EUR"})
 class CurrencyField(serializers.Field):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str) or data not in settings.PAYMENT_CURRENCIES:
@@ -76,7 +76,9 @@ class CurrencyField(serializers.Field):
         return str(value)
 
 
-@extend_schema_field({"type": "string", "pattern": r"^\d+(\.\d+)?$", "example": "19.99"})
+# The pattern is ledger.money's: no sign, no exponent, no leading zero. The decimal places allowed depend on the
+# currency, which a pattern on this field cannot see; more than the currency has is a 400 amount_precision_exceeded.
+@extend_schema_field({"type": "string", "pattern": r"^(0|[1-9][0-9]{0,17})(\.[0-9]+)?$", "example": "19.99"})
 class AmountField(serializers.Field):
     """A decimal string. A JSON number is refused, so no amount ever passes through a binary float."""
 
