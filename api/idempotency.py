@@ -30,7 +30,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.authentication import client_of
-from api.errors import ApiError, Conflict, InvalidInput, Unprocessable
+from api.carddata import contains_card_number
+from api.errors import ApiError, CardDataNotAllowed, Conflict, InvalidInput, Unprocessable
+from api.events import card_data_refused
 from api.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -166,6 +168,10 @@ def _read_key(request: Request) -> str:
             code="idempotency_key_invalid",
             field=HEADER,
         )
+    if contains_card_number(key):
+        # The key is stored with the answer: a card number here would be kept for a day.
+        card_data_refused(request, HEADER)
+        raise CardDataNotAllowed(field=HEADER)
     return key
 
 

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from api.idempotency import idempotency_keys_purge, lock_id
 from api.models import IdempotencyKey
 from api.services import IssuedKey, api_client_create
+from audit.models import SecurityEvent
 from payments.models import PaymentEvent
 from tests.conftest import order, payment_body, pg_params, unique, wait_until
 
@@ -77,6 +78,24 @@ def test_key_with_characters_other_than_printable_ascii_is_refused(post_payment:
     response = post_payment(payment_body(), key=key)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "idempotency_key_invalid"
+
+
+def test_a_key_holding_a_card_number_is_refused_and_stores_nothing(
+    post_payment: Callable[..., Any], row_counts: Callable[[], dict[str, int]]
+) -> None:
+    before = row_counts()
+
+    response = post_payment(payment_body(), key="order-4111-1111-1111-1111")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "card_data_not_allowed",
+        "message": "Card numbers are not accepted. Send a payment method token from the PSP instead.",
+        "field": "Idempotency-Key",
+    }
+    assert "4111" not in response.content.decode()
+    assert row_counts() == before
+    assert SecurityEvent.objects.get(kind="card_data_refused").detail == "in Idempotency-Key"
 
 
 def test_key_longer_than_255_characters_is_refused(post_payment: Callable[..., Any]) -> None:
