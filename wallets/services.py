@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from ledger.models import AccountType, Side
-from ledger.services import AccountRef, Line, Posting, accounts_ensure, journal_post
+from ledger.services import AccountRef, Line, Posting, accounts_ensure, journal_post, journal_post_many
 from wallets.errors import InsufficientFunds, WalletMappingError
 from wallets.fees import platform_fee
 from wallets.models import Bucket, Seller, Wallet, WalletAccount
@@ -126,14 +126,42 @@ def payin_post(
     their share, the platform its fee (``fee``, else the fee settings' today). Idempotent per ``reference`` (the
     payment_order_id)."""
     split = PayinSplit(gross=gross, fee=platform_fee(gross, currency) if fee is None else fee)
-    lines = [Line(psp_clearing_account(currency), Side.DEBIT, gross)]
+    lines = _payin_lines(seller_account, currency, split)
+    with transaction.atomic(savepoint=False):
+        wallet_ensure(seller_account=seller_account, currency=currency)
+        return journal_post(kind=PAYIN_KIND, reference=reference, lines=lines, actor=actor)
+
+
+def payins_post(*, payins: Sequence[PayinSpec], currency: str, actor: str) -> list[Posting]:
+    """``payin_post`` for many captured charges in one currency at once (the orders a settlement file captured): the
+    same lines per charge, posted in one statement."""
+    postings = [
+        (payin.reference, _payin_lines(payin.seller_account, currency, PayinSplit(gross=payin.gross, fee=payin.fee)))
+        for payin in payins
+    ]
+    with transaction.atomic(savepoint=False):
+        for seller_account in sorted({payin.seller_account for payin in payins}):
+            wallet_ensure(seller_account=seller_account, currency=currency)
+        return journal_post_many(kind=PAYIN_KIND, postings=postings, actor=actor)
+
+
+def _payin_lines(seller_account: str, currency: str, split: PayinSplit) -> list[Line]:
+    lines = [Line(psp_clearing_account(currency), Side.DEBIT, split.gross)]
     if split.seller_share:
         lines.append(Line(wallet_account(seller_account, currency, Bucket.PENDING), Side.CREDIT, split.seller_share))
     if split.fee:
         lines.append(Line(platform_fees_account(currency), Side.CREDIT, split.fee))
-    with transaction.atomic(savepoint=False):
-        wallet_ensure(seller_account=seller_account, currency=currency)
-        return journal_post(kind=PAYIN_KIND, reference=reference, lines=lines, actor=actor)
+    return lines
+
+
+@dataclass(frozen=True)
+class PayinSpec:
+    """One captured charge of a batch: the payment order it pays (the posting's reference), whose it is, how much."""
+
+    reference: str
+    seller_account: str
+    gross: int
+    fee: int
 
 
 def funds_release(*, seller_account: str, currency: str, amount: int, reference: str, actor: str) -> Posting:
