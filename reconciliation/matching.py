@@ -172,13 +172,21 @@ GROUP BY currency
 
 # In balance transaction order: one of the table's two unique indexes then takes its entries in order, a leaf page
 # after the other, instead of at random all over it (at a million lines, about a fifth of this statement's time).
+# A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes both unique indexes before writing
+# each row (it nearly doubled this statement's time): a matched line and its item were found unsettled by RESULTS, in
+# this transaction, so they cannot be settled already; only a line the run applied from the PSP's side may name an
+# item a previous run settled (a second line for it: this one is a finding), and those few are looked up. Should a
+# concurrent run of another date settle the same item meanwhile, the unique index fails this run, which is retried,
+# rather than relieving PSP clearing twice for one item.
 SETTLE_ITEMS = """
 INSERT INTO reconciliation_settleditem (psp, category, key, balance_transaction_id, run_id)
-SELECT %(psp)s, category, key, txn, %(run)s
-FROM {results}
-WHERE result = ANY(%(accounted)s) AND key IS NOT NULL
-ORDER BY txn
-ON CONFLICT DO NOTHING
+SELECT %(psp)s, r.category, r.key, r.txn, %(run)s
+FROM {results} r
+WHERE r.result = ANY(%(accounted)s) AND r.key IS NOT NULL
+  AND (r.result <> 'missing_internally' OR NOT EXISTS (
+      SELECT 1 FROM reconciliation_settleditem si WHERE si.key = r.key AND si.category = r.category AND si.psp = %(psp)s
+  ))
+ORDER BY r.txn
 """
 
 # Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction (a
