@@ -86,7 +86,7 @@ def wallet_ensure(*, seller_account: str, currency: str) -> None:
     refs = {bucket: wallet_account(seller_account, currency, bucket) for bucket in Bucket}
     # A wallet that exists already, mapped as it must be, needs nothing: one query instead of six, for a process that
     # has not seen it commit (a new worker, or many postings in one transaction: a reconciliation run's captures).
-    mapped_as_wanted = {(bucket.value, ref.code, ref.type.value, ref.currency) for bucket, ref in refs.items()}
+    mapped_as_wanted = _mapping_wanted(seller_account, currency)
     found = WalletAccount.objects.filter(wallet__seller_id=seller_account, wallet__currency=currency).values_list(
         "bucket", "account__code", "account__type", "account__currency"
     )
@@ -107,6 +107,32 @@ def wallet_ensure(*, seller_account: str, currency: str) -> None:
             # ignore_conflicts hides a mapping that disagrees; a wallet must not be trusted on top of one.
             raise WalletMappingError(f"wallet {seller_account} {currency} is mapped to other accounts: {mapped}")
     transaction.on_commit(lambda: _known_wallets.add((seller_account, currency)))
+
+
+def wallets_ensure(*, seller_accounts: Iterable[str], currency: str) -> None:
+    """``wallet_ensure`` for many sellers: one query finds those whose wallet is mapped as it must be already (all of
+    them, on any day but a seller's first); only the others go through ``wallet_ensure``, one at a time."""
+    wanted = sorted({seller for seller in seller_accounts if (seller, currency) not in _known_wallets})
+    if not wanted:
+        return
+    found: dict[str, set[tuple[str, str, str, str]]] = {}
+    mapped = WalletAccount.objects.filter(wallet__seller_id__in=wanted, wallet__currency=currency).values_list(
+        "wallet__seller_id", "bucket", "account__code", "account__type", "account__currency"
+    )
+    for owner, bucket, code, type_, account_currency in mapped:
+        found.setdefault(str(owner), set()).add((bucket, code, type_, account_currency))
+    ready = [seller for seller in wanted if found.get(seller) == _mapping_wanted(seller, currency)]
+    for seller in sorted(set(wanted) - set(ready)):
+        wallet_ensure(seller_account=seller, currency=currency)
+    transaction.on_commit(lambda: _known_wallets.update((seller, currency) for seller in ready))
+
+
+def _mapping_wanted(seller_account: str, currency: str) -> set[tuple[str, str, str, str]]:
+    """(bucket, account code, type, currency) of each bucket, as a wallet must be mapped."""
+    return {
+        (bucket.value, ref.code, ref.type.value, ref.currency)
+        for bucket, ref in ((bucket, wallet_account(seller_account, currency, bucket)) for bucket in Bucket)
+    }
 
 
 @dataclass(frozen=True)
@@ -140,8 +166,7 @@ def payins_post(*, payins: Sequence[PayinSpec], currency: str, actor: str) -> li
         for payin in payins
     ]
     with transaction.atomic(savepoint=False):
-        for seller_account in sorted({payin.seller_account for payin in payins}):
-            wallet_ensure(seller_account=seller_account, currency=currency)
+        wallets_ensure(seller_accounts=[payin.seller_account for payin in payins], currency=currency)
         return journal_post_many(kind=PAYIN_KIND, postings=postings, actor=actor)
 
 
