@@ -20,15 +20,15 @@ What is measured
       the bench database (``bench_expected``): timing (captured within the window, no line), missing at the PSP
       (captured before the window, no line), a small amount difference (half the auto-adjust limit) and a large one
       (50 times it), a fee difference (0.10 more), a duplicate line (a line repeated), missing internally (a line for
-      an order still PENDING in our books: the run captures it through ``order_apply_result``), a status mismatch
+      an order still PENDING in our books: the run captures it through ``orders_apply_captures``), a status mismatch
       (a line naming a FAILED order in ``payment_metadata[payment_order_id]``), an unclassifiable line (no key), and
       two kinds of malformed line (4 fields instead of 28; a gross that is not a decimal).
 
     Then, in a child process (so that its peak RSS is the run's, not the generator's), on a copy of that database:
     ``reconciliation.runs.reconciliation_run(settlement_date=..., stream=open(file, 'rb'))``, timed end to end (wall
     clock: ingest, type, match, the PSP-only lines, persist, the settlement posting and the ledger check), with the
-    run's own per-phase timings, the time spent in ``order_apply_result`` (the missing-internally captures, one
-    order at a time) and the ledger check's time. After it, in the same process, on the same database and the same
+    run's own per-phase timings, the time spent in ``orders_apply_captures`` (the missing-internally captures, in
+    one batch) and the ledger check's time. After it, in the same process, on the same database and the same
     file, the raw floor: ``COPY`` of the file's bytes, streamed, into an unlogged table, plus one ``FULL OUTER JOIN``
     of it with the orders on ``payment_intent_id = psp_reference``, materialised with CREATE TABLE AS. The floor's
     table holds each line whole (one text column, split in the join's key): COPY refuses a line with the wrong
@@ -505,9 +505,9 @@ def child_main(url: str, settlement_date: date, path: str, pipe: Connection) -> 
         from reconciliation import runs
 
         rss_before = peak_rss_mb()
-        # The missing-internally captures run one order at a time through the payments service: timed on their own.
+        # The missing-internally captures run in a batch through the payments service: timed on their own.
         applied = {"calls": 0, "seconds": 0.0}
-        apply_result = runs.order_apply_result
+        apply_result = runs.orders_apply_captures
 
         def timed_apply_result(**kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -517,7 +517,7 @@ def child_main(url: str, settlement_date: date, path: str, pipe: Connection) -> 
                 applied["calls"] += 1
                 applied["seconds"] += time.perf_counter() - started
 
-        runs.order_apply_result = timed_apply_result  # type: ignore[assignment]
+        runs.orders_apply_captures = timed_apply_result  # type: ignore[assignment]
         started = time.perf_counter()
         with Path(path).open("rb") as stream:
             run = runs.reconciliation_run(
@@ -706,7 +706,7 @@ def print_repetition(index: int, repeat: int, result: dict[str, Any], scores: li
         f"(before the run {result['rss_before']:.0f} MB)"
     )
     print(
-        f"        phases (s): {phases}; of psp_only, order_apply_result {applied['seconds']:.2f} "
+        f"        phases (s): {phases}; of psp_only, orders_apply_captures {applied['seconds']:.2f} "
         f"({applied['calls']} calls); ledger check {result['ledger_check_seconds']:.2f}"
     )
     print(

@@ -106,6 +106,70 @@ def journal_post(
     return Posting(journal_id=existing.pk, kind=kind, reference=reference, created=False)
 
 
+# Many postings of one kind in one statement: the same shape as _INSERT_POSTING, each line naming its journal by
+# reference. The entries of the whole batch go in by account id, the one global order every posting locks wallets in.
+_INSERT_POSTINGS = """
+WITH journal AS (
+    INSERT INTO ledger_journaltransaction (kind, reference, effective_at, memo, actor)
+    SELECT %(kind)s, wanted.reference, statement_timestamp(), %(memo)s, %(actor)s
+    FROM unnest(%(references)s::varchar[]) WITH ORDINALITY AS wanted(reference, n)
+    ORDER BY wanted.n
+    ON CONFLICT (kind, reference) DO NOTHING
+    RETURNING id, reference, effective_at
+), entries AS (
+    INSERT INTO ledger_entry (journal_id, account_id, side, amount, currency, effective_at)
+    SELECT journal.id, line.account_id, line.side, line.amount, line.currency, journal.effective_at
+    FROM journal
+    JOIN unnest(%(line_references)s::varchar[], %(accounts)s::bigint[], %(sides)s::varchar[], %(amounts)s::bigint[],
+                %(currencies)s::varchar[]) AS line(reference, account_id, side, amount, currency)
+        ON line.reference = journal.reference
+    ORDER BY line.account_id
+    RETURNING 1
+)
+SELECT reference, id FROM journal
+"""
+
+
+def journal_post_many(*, kind: str, postings: Sequence[tuple[str, Sequence[Line]]], actor: str) -> list[Posting]:
+    """``journal_post`` for many events of one kind, ``postings`` being (reference, lines): each balanced on its own,
+    idempotent per reference as there, in one statement for all the new ones (a reconciliation run's captures).
+
+    An event posted before goes through ``journal_post`` instead, which returns its first posting or refuses other
+    entries under the same name.
+    """
+    if not postings:
+        return []
+    for _, lines in postings:
+        lines_check(lines)
+    if len({reference for reference, _ in postings}) != len(postings):
+        raise InvalidPosting(f"a batch of {kind} postings names one reference twice")
+    with transaction.atomic(savepoint=False):
+        account_ids = accounts_ensure(accounts=[line.account for _, lines in postings for line in lines])
+        flat = [(reference, line) for reference, lines in postings for line in lines]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT_POSTINGS,
+                {
+                    "kind": kind,
+                    "memo": "",
+                    "actor": actor,
+                    "references": [reference for reference, _ in postings],
+                    "line_references": [reference for reference, _ in flat],
+                    "accounts": [account_ids[line.account.code] for _, line in flat],
+                    "sides": [line.side.value for _, line in flat],
+                    "amounts": [line.amount for _, line in flat],
+                    "currencies": [line.account.currency for _, line in flat],
+                },
+            )
+            inserted = dict(cursor.fetchall())
+    return [
+        Posting(journal_id=inserted[reference], kind=kind, reference=reference, created=True)
+        if reference in inserted
+        else journal_post(kind=kind, reference=reference, lines=lines, actor=actor)
+        for reference, lines in postings
+    ]
+
+
 def _same_posting(existing: JournalTransaction, lines: Sequence[Line], account_ids: dict[str, int]) -> None:
     """A repeat of an event must be that event: the same entries. Anything else is a second event under a used name,
     which silently returning the first posting would lose."""

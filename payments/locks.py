@@ -20,3 +20,18 @@ def order_lock(*, payment_order_id: str) -> PaymentOrder:
     # The lock ends with the transaction; a save of this instance after it must take the careful path again.
     transaction.on_commit(lambda: setattr(order, "row_locked", False))
     return order
+
+
+def orders_lock(*, payment_order_ids: list[str]) -> list[PaymentOrder]:
+    """Lock many orders for the rest of the transaction, in primary-key order (two batches naming the same orders
+    cannot deadlock, nor a batch and a single order); those that exist, in that order."""
+    orders = list(
+        PaymentOrder.objects.select_for_update(of=("self",))
+        .select_related("event")
+        .filter(payment_order_id__in=payment_order_ids)
+        .order_by("pk")
+    )
+    for order in orders:
+        order.row_locked = True
+        transaction.on_commit(lambda order=order: setattr(order, "row_locked", False))  # type: ignore[misc]
+    return orders

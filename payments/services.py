@@ -16,9 +16,9 @@ from ops import context as log_context
 from payments.errors import PaymentOrderIdTaken
 from payments.ids import new_public_id
 from payments.locks import order_lock
-from payments.models import CAPTURED_STATUSES, OrderStatus, PaymentEvent, PaymentOrder
+from payments.models import CAPTURED_STATUSES, OrderStatus, OrderTransition, PaymentEvent, PaymentOrder
 from wallets.fees import platform_fee
-from wallets.services import payin_post, sellers_ensure
+from wallets.services import PayinSpec, payin_post, payins_post, sellers_ensure
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -225,6 +225,35 @@ def order_capture(*, order: PaymentOrder, psp_reference: str, actor: str, reason
         actor=actor,
         fee=order.platform_fee,
     )
+
+
+def orders_capture(*, orders: Sequence[PaymentOrder], psp_references: dict[str, str], actor: str, reason: str) -> None:
+    """``order_capture`` for many orders whose row locks the caller holds (payments.locks.orders_lock), each able to
+    take SUCCESS: the same fields, transition and log row, and pay-in posting per order, written a statement for all
+    of them (the log rows first, as PostgreSQL wants them before the status changes they explain)."""
+    now = timezone.now()
+    payins: dict[str, list[PayinSpec]] = {}
+    for order in orders:
+        money = cast(Money, order.amount)
+        currency = money.currency.code
+        gross = to_minor(money.amount, currency)
+        order.psp_reference = psp_references.get(order.payment_order_id) or order.psp_reference
+        order.captured_at = now
+        order.platform_fee = platform_fee(gross, currency)
+        order.updated_at = now
+        order.mark_success(actor=actor, reason=reason)
+        payins.setdefault(currency, []).append(
+            PayinSpec(order.payment_order_id, order.seller_id, gross, order.platform_fee)
+        )
+    with transaction.atomic(savepoint=False):
+        OrderTransition.objects.bulk_create(
+            [log for order in orders for log in order.__dict__.pop("_pending_transitions", [])]
+        )
+        PaymentOrder.objects.bulk_update(
+            orders, ["status", "psp_reference", "captured_at", "platform_fee", "updated_at"], batch_size=1000
+        )
+        for currency, batch in sorted(payins.items()):
+            payins_post(payins=batch, currency=currency, actor=actor)
 
 
 def executions_enqueue(payment_order_ids: Iterable[str]) -> None:

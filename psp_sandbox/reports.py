@@ -179,14 +179,16 @@ def alterations(spec: ReportSpec) -> list[dict[str, Any]]:
     for txn_id, available_on, _ in _keyset(_window(spec).values_list("id", "available_on", "created")):
         decision = decide(spec, txn_id, available_on.date())
         in_report = _in_interval(spec, available_on, decision)
+        if decision.late and (in_report or spec.start <= available_on < spec.end):
+            # Listed by the report it left and by the one it moved to; before the missing fault, which strikes the
+            # row where it moved: a row both late and missing has still left its own day's report, and a reader of
+            # that report must be told (it was listed nowhere for that day).
+            effective = (available_on + timedelta(days=1)).date().isoformat()
+            found.append({"kind": "next_day", "balance_transaction_id": txn_id, "available_on": effective})
         if decision.missing:
             if in_report:
                 found.append({"kind": "missing_row", "balance_transaction_id": txn_id})
             continue
-        if decision.late and (in_report or spec.start <= available_on < spec.end):
-            # Listed by the report it left and by the one it moved to.
-            effective = (available_on + timedelta(days=1)).date().isoformat()
-            found.append({"kind": "next_day", "balance_transaction_id": txn_id, "available_on": effective})
         if not in_report:
             continue
         if decision.delta:

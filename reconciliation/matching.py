@@ -60,33 +60,33 @@ RETURNING line_no,
 """
 
 # Our items not yet settled. booked_at: when our books recorded the movement, which decides whether its absence from
-# the file is timing or missing at the PSP.
+# the file is timing or missing at the PSP. What each item is made of (a charge's orders) is not carried here: only the
+# findings show it, and MISMATCHES looks it up for those few; an ordered aggregate over every captured order sorted
+# them all, at every run.
 OURS = """
 SELECT 'charge' AS category, o.psp_reference AS key, o.amount_currency AS currency,
-       sum((o.amount * power(10::numeric, ex.exp))::bigint)::bigint AS amount, max(o.captured_at) AS booked_at,
-       jsonb_agg(o.payment_order_id ORDER BY o.position) AS detail
+       sum((o.amount * power(10::numeric, ex.exp))::bigint)::bigint AS amount, max(o.captured_at) AS booked_at
 FROM payments_paymentorder o
 JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = o.amount_currency
 WHERE o.status = ANY(%(captured)s) AND o.psp_reference <> ''
 GROUP BY o.psp_reference, o.amount_currency
 UNION ALL
-SELECT 'refund', r.refund_id, r.currency, -r.amount, r.created_at, jsonb_build_array(r.refund_id)
+SELECT 'refund', r.refund_id, r.currency, -r.amount, r.created_at
 FROM payments_refund r
 WHERE r.status <> 'FAILED' OR r.psp_reference <> ''
 UNION ALL
-SELECT 'refund_failure', r.refund_id, r.currency, r.amount, r.updated_at, jsonb_build_array(r.refund_id)
+SELECT 'refund_failure', r.refund_id, r.currency, r.amount, r.updated_at
 FROM payments_refund r
 WHERE r.status = 'FAILED' AND r.psp_reference <> ''
 UNION ALL
-SELECT 'transfer', p.payout_id, p.payout_currency, -p.payout_amount, p.paid_at, jsonb_build_array(p.payout_id)
+SELECT 'transfer', p.payout_id, p.payout_currency, -p.payout_amount, p.paid_at
 FROM payments_payout p
 WHERE p.status = 'PAID'
 UNION ALL
-SELECT 'dispute', d.psp_dispute_id, d.currency, -(d.amount + d.fee), d.opened_at, jsonb_build_array(d.psp_dispute_id)
+SELECT 'dispute', d.psp_dispute_id, d.currency, -(d.amount + d.fee), d.opened_at
 FROM payments_dispute d
 UNION ALL
-SELECT 'dispute_reversal', d.psp_dispute_id, d.currency, d.amount + d.fee, d.closed_at,
-       jsonb_build_array(d.psp_dispute_id)
+SELECT 'dispute_reversal', d.psp_dispute_id, d.currency, d.amount + d.fee, d.closed_at
 FROM payments_dispute d
 WHERE d.status = 'WON'
 """
@@ -114,7 +114,7 @@ WITH numbered AS (
 )
 SELECT c.line_no, c.txn, coalesce(c.category, o.category) AS category, coalesce(c.key, o.key) AS key,
        coalesce(c.currency, o.currency) AS currency, c.gross, c.fee, c.net, c.compared AS psp_amount,
-       o.amount AS our_amount, o.booked_at, o.detail,
+       o.amount AS our_amount, o.booked_at, o.key IS NOT NULL AS ours_found,
        c.source_id, c.payment_intent_id, c.payment_order_id, c.payment_id, c.refund_id, c.payout_id,
        CASE
            WHEN c.txn IS NOT NULL AND o.key IS NOT NULL THEN
@@ -132,7 +132,7 @@ FROM candidates c
 FULL OUTER JOIN ours o ON o.category = c.category AND o.key = c.key AND o.currency = c.currency
 WHERE c.txn IS NOT NULL OR o.booked_at <= %(cutoff)s
 UNION ALL
-SELECT n.line_no, n.txn, n.category, n.key, n.currency, n.gross, n.fee, n.net, n.compared, NULL, NULL, NULL,
+SELECT n.line_no, n.txn, n.category, n.key, n.currency, n.gross, n.fee, n.net, n.compared, NULL, NULL, false,
        n.source_id, n.payment_intent_id, n.payment_order_id, n.payment_id, n.refund_id, n.payout_id,
        'duplicate_line', n.txn_n
 FROM numbered n
@@ -172,13 +172,21 @@ GROUP BY currency
 
 # In balance transaction order: one of the table's two unique indexes then takes its entries in order, a leaf page
 # after the other, instead of at random all over it (at a million lines, about a fifth of this statement's time).
+# A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes both unique indexes before writing
+# each row (it nearly doubled this statement's time): a matched line and its item were found unsettled by RESULTS, in
+# this transaction, so they cannot be settled already; only a line the run applied from the PSP's side may name an
+# item a previous run settled (a second line for it: this one is a finding), and those few are looked up. Should a
+# concurrent run of another date settle the same item meanwhile, the unique index fails this run, which is retried,
+# rather than relieving PSP clearing twice for one item.
 SETTLE_ITEMS = """
 INSERT INTO reconciliation_settleditem (psp, category, key, balance_transaction_id, run_id)
-SELECT %(psp)s, category, key, txn, %(run)s
-FROM {results}
-WHERE result = ANY(%(accounted)s) AND key IS NOT NULL
-ORDER BY txn
-ON CONFLICT DO NOTHING
+SELECT %(psp)s, r.category, r.key, r.txn, %(run)s
+FROM {results} r
+WHERE r.result = ANY(%(accounted)s) AND r.key IS NOT NULL
+  AND (r.result <> 'missing_internally' OR NOT EXISTS (
+      SELECT 1 FROM reconciliation_settleditem si WHERE si.key = r.key AND si.category = r.category AND si.psp = %(psp)s
+  ))
+ORDER BY r.txn
 """
 
 # Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction (a
@@ -207,7 +215,12 @@ SELECT %(psp)s,
            'payment_id', r.payment_id, 'refund_id', r.refund_id, 'payout_id', r.payout_id) END,
        CASE WHEN r.our_amount IS NULL THEN NULL ELSE jsonb_build_object(
            'category', r.category, 'key', r.key, 'amount', r.our_amount, 'booked_at', r.booked_at,
-           'objects', r.detail) END,
+           'objects', CASE WHEN NOT r.ours_found THEN NULL
+                           WHEN r.category <> 'charge' THEN jsonb_build_array(r.key)
+                           ELSE (SELECT jsonb_agg(o.payment_order_id ORDER BY o.position)
+                                 FROM payments_paymentorder o
+                                 WHERE o.psp_reference = r.key AND o.psp_reference <> ''
+                                   AND o.amount_currency = r.currency AND o.status = ANY(%(captured)s)) END) END,
        coalesce(r.key, nullif(r.source_id, ''), ''),
        CASE WHEN r.auto_note IS NOT NULL
                  OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)

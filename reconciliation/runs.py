@@ -33,7 +33,7 @@ from ledger.money import minor_unit_exponent, to_minor
 from ledger.selectors import account_balances
 from ledger.services import AccountRef, Line, journal_post
 from payments.disputes import dispute_apply
-from payments.execution import order_apply_result
+from payments.execution import orders_apply_captures
 from payments.models import (
     FINAL_STATUSES,
     Dispute,
@@ -46,7 +46,7 @@ from payments.models import (
     RefundStatus,
 )
 from payments.payouts import payout_apply_result
-from payments.psp.gateway import ChargeResult, ChargeStatus, DisputeNotice, RefundResult, TransferResult, TransferStatus
+from payments.psp.gateway import DisputeNotice, RefundResult, TransferResult, TransferStatus
 from payments.psp.gateway import DisputeStatus as PspDisputeStatus
 from payments.psp.gateway import RefundStatus as PspRefundStatus
 from payments.refunds import refund_apply_result
@@ -171,6 +171,8 @@ def _attempt(
         **_window(run.settlement_date),
     }
     with connection.cursor() as cursor:
+        # For this transaction only (see the setting).
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.RECONCILIATION_WORK_MEM])
         ingest.stage_table_create(cursor, tables.stage)
         staged = ingest.file_stage(cursor, table=tables.stage, stream=stream, progress=lambda n: progress("ingest", n))
         if previous == (RunStatus.SUCCEEDED, staged.checksum):
@@ -187,7 +189,8 @@ def _attempt(
         cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))
         lap("match")
         progress("match", 0)
-        settled = [(row["txn"], *settle_psp_only(row)) for row in _columns(cursor, tables.format(matching.PSP_ONLY))]
+        psp_only = _columns(cursor, tables.format(matching.PSP_ONLY))
+        settled = [(row["txn"], *result) for row, result in zip(psp_only, settle_psp_only_lines(psp_only), strict=True)]
         if settled:
             # One statement for all of them: the results table has no index, so one UPDATE per line scanned it whole.
             txns, categories, notes, accounted = (list(column) for column in zip(*settled, strict=True))
@@ -245,30 +248,67 @@ def settle_psp_only(row: dict[str, Any]) -> tuple[str, str | None, bool]:
 
     Where it names an object of ours the PSP's record moves it, through the same service a webhook would have used.
     """
+    return settle_psp_only_lines([row])[0]
+
+
+def settle_psp_only_lines(rows: list[dict[str, Any]]) -> list[tuple[str, str | None, bool]]:
+    """``settle_psp_only`` for each of ``rows``, in their order, as if one after the other. The charges (the lost
+    webhooks: a thousand on a bad night) are looked up in two queries and captured in one batch through the payments
+    service (payments.execution.orders_apply_captures), the rest one at a time."""
+    charges = _charges_settle([row for row in rows if row["key"] is not None and row["category"] == "charge"])
+    return [charges[row["txn"]] if row["txn"] in charges else _settle_one(row) for row in rows]
+
+
+def _charges_settle(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str | None, bool]]:
+    """PSP-only charge lines by balance transaction: each names its orders by payment_order_id (else payment_id).
+    A line naming a FAILED order is a status mismatch; one whose orders are all final (an earlier line of the batch
+    captured them included) names nothing left to do; the others capture their orders."""
+    order_ids = sorted({row["payment_order_id"] for row in rows if row["payment_order_id"]})
+    payment_ids = sorted({row["payment_id"] for row in rows if not row["payment_order_id"] and row["payment_id"]})
+    by_order: dict[str, tuple[str, str]] = {}
+    by_payment: dict[str, list[tuple[str, str]]] = {}
+    found_orders = PaymentOrder.objects.filter(payment_order_id__in=order_ids).values_list("payment_order_id", "status")
+    for order_id, status in found_orders:
+        by_order[order_id] = (order_id, status)
+    payment_orders = (
+        PaymentOrder.objects.filter(event__payment_id__in=payment_ids)
+        .order_by("pk")
+        .values_list("event__payment_id", "payment_order_id", "status")
+    )
+    for payment_id, order_id, status in payment_orders:
+        by_payment.setdefault(payment_id, []).append((order_id, status))
+    status_now: dict[str, str] = {}
+    captures: dict[str, str] = {}  # order → the charge's reference: the first line that captures it
+    outcome: dict[str, tuple[str, str | None, bool]] = {}
+    for row in rows:
+        if row["payment_order_id"]:
+            found = [by_order[row["payment_order_id"]]] if row["payment_order_id"] in by_order else []
+        else:
+            found = by_payment.get(row["payment_id"] or "-", [])
+        statuses = [status_now.get(order_id, status) for order_id, status in found]
+        if not found:
+            outcome[row["txn"]] = ("unclassifiable", None, False)
+        elif any(status == OrderStatus.FAILED for status in statuses):
+            outcome[row["txn"]] = ("status_mismatch", None, False)
+        elif all(status in FINAL_STATUSES for status in statuses):
+            outcome[row["txn"]] = ("unclassifiable", None, False)
+        else:
+            for order_id, _ in found:
+                captures.setdefault(order_id, row["key"])
+                status_now[order_id] = OrderStatus.SUCCESS
+            note = f"captured {', '.join(order_id for order_id, _ in found)} from the PSP's settlement"
+            outcome[row["txn"]] = ("missing_internally", note, True)
+    if captures:
+        orders_apply_captures(
+            psp_references=captures, actor=ACTOR, reason="settled by the PSP; its webhook never applied"
+        )
+    return outcome
+
+
+def _settle_one(row: dict[str, Any]) -> tuple[str, str | None, bool]:
     category, key = row["category"], row["key"]
     if key is None:
         return "unclassifiable", None, False
-    if category == "charge":
-        orders = (
-            PaymentOrder.objects.filter(payment_order_id=row["payment_order_id"])
-            if row["payment_order_id"]
-            else PaymentOrder.objects.filter(event__payment_id=row["payment_id"] or "-")
-        )
-        found = list(orders.order_by("pk").values_list("payment_order_id", "status"))
-        if not found:
-            return "unclassifiable", None, False
-        if any(status == OrderStatus.FAILED for _, status in found):
-            return "status_mismatch", None, False
-        if all(status in FINAL_STATUSES for _, status in found):
-            return "unclassifiable", None, False
-        for order_id, _ in found:
-            order_apply_result(
-                payment_order_id=order_id,
-                result=ChargeResult(ChargeStatus.SUCCEEDED, psp_reference=key),
-                actor=ACTOR,
-                reason="settled by the PSP; its webhook never applied",
-            )
-        return "missing_internally", f"captured {', '.join(o for o, _ in found)} from the PSP's settlement", True
     if category == "refund_failure":
         refund = Refund.objects.filter(refund_id=key).first()
         if refund is None or refund.status == RefundStatus.FAILED:

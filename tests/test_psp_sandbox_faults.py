@@ -387,6 +387,20 @@ def test_next_day_rows_move_to_the_next_days_report(sandbox: Sandbox) -> None:
 
 
 @over_http
+def test_a_row_both_late_and_missing_is_listed_by_the_report_it_left(sandbox: Sandbox) -> None:
+    many_transactions(REPORT_DAY, 10)
+    configure(sandbox, report_next_day_rate=1.0, report_missing_row_rate=1.0)
+
+    rows, altered = day_report(sandbox, REPORT_DAY)
+    next_rows, moved_in = day_report(sandbox, REPORT_DAY + timedelta(days=1))
+
+    # gone from its own day's report, which says why: it moved a day; missing from the day it moved to
+    assert (rows, next_rows) == ([], [])
+    assert [a["kind"] for a in altered] == ["next_day"] * 10
+    assert sorted(a["kind"] for a in moved_in) == ["missing_row"] * 10 + ["next_day"] * 10
+
+
+@over_http
 def test_report_faults_are_the_same_for_the_same_seed_and_listed_in_the_report_run(sandbox: Sandbox) -> None:
     many_transactions(REPORT_DAY, 40)
     rates = {"report_missing_row_rate": 0.2, "report_extra_row_rate": 0.2, "report_amount_off_rate": 0.2}

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from ledger.models import AccountType, Side
-from ledger.services import AccountRef, Line, Posting, accounts_ensure, journal_post
+from ledger.services import AccountRef, Line, Posting, accounts_ensure, journal_post, journal_post_many
 from wallets.errors import InsufficientFunds, WalletMappingError
 from wallets.fees import platform_fee
 from wallets.models import Bucket, Seller, Wallet, WalletAccount
@@ -86,7 +86,7 @@ def wallet_ensure(*, seller_account: str, currency: str) -> None:
     refs = {bucket: wallet_account(seller_account, currency, bucket) for bucket in Bucket}
     # A wallet that exists already, mapped as it must be, needs nothing: one query instead of six, for a process that
     # has not seen it commit (a new worker, or many postings in one transaction: a reconciliation run's captures).
-    mapped_as_wanted = {(bucket.value, ref.code, ref.type.value, ref.currency) for bucket, ref in refs.items()}
+    mapped_as_wanted = _mapping_wanted(seller_account, currency)
     found = WalletAccount.objects.filter(wallet__seller_id=seller_account, wallet__currency=currency).values_list(
         "bucket", "account__code", "account__type", "account__currency"
     )
@@ -109,6 +109,32 @@ def wallet_ensure(*, seller_account: str, currency: str) -> None:
     transaction.on_commit(lambda: _known_wallets.add((seller_account, currency)))
 
 
+def wallets_ensure(*, seller_accounts: Iterable[str], currency: str) -> None:
+    """``wallet_ensure`` for many sellers: one query finds those whose wallet is mapped as it must be already (all of
+    them, on any day but a seller's first); only the others go through ``wallet_ensure``, one at a time."""
+    wanted = sorted({seller for seller in seller_accounts if (seller, currency) not in _known_wallets})
+    if not wanted:
+        return
+    found: dict[str, set[tuple[str, str, str, str]]] = {}
+    mapped = WalletAccount.objects.filter(wallet__seller_id__in=wanted, wallet__currency=currency).values_list(
+        "wallet__seller_id", "bucket", "account__code", "account__type", "account__currency"
+    )
+    for owner, bucket, code, type_, account_currency in mapped:
+        found.setdefault(str(owner), set()).add((bucket, code, type_, account_currency))
+    ready = [seller for seller in wanted if found.get(seller) == _mapping_wanted(seller, currency)]
+    for seller in sorted(set(wanted) - set(ready)):
+        wallet_ensure(seller_account=seller, currency=currency)
+    transaction.on_commit(lambda: _known_wallets.update((seller, currency) for seller in ready))
+
+
+def _mapping_wanted(seller_account: str, currency: str) -> set[tuple[str, str, str, str]]:
+    """(bucket, account code, type, currency) of each bucket, as a wallet must be mapped."""
+    return {
+        (bucket.value, ref.code, ref.type.value, ref.currency)
+        for bucket, ref in ((bucket, wallet_account(seller_account, currency, bucket)) for bucket in Bucket)
+    }
+
+
 @dataclass(frozen=True)
 class PayinSplit:
     gross: int
@@ -126,14 +152,41 @@ def payin_post(
     their share, the platform its fee (``fee``, else the fee settings' today). Idempotent per ``reference`` (the
     payment_order_id)."""
     split = PayinSplit(gross=gross, fee=platform_fee(gross, currency) if fee is None else fee)
-    lines = [Line(psp_clearing_account(currency), Side.DEBIT, gross)]
+    lines = _payin_lines(seller_account, currency, split)
+    with transaction.atomic(savepoint=False):
+        wallet_ensure(seller_account=seller_account, currency=currency)
+        return journal_post(kind=PAYIN_KIND, reference=reference, lines=lines, actor=actor)
+
+
+def payins_post(*, payins: Sequence[PayinSpec], currency: str, actor: str) -> list[Posting]:
+    """``payin_post`` for many captured charges in one currency at once (the orders a settlement file captured): the
+    same lines per charge, posted in one statement."""
+    postings = [
+        (payin.reference, _payin_lines(payin.seller_account, currency, PayinSplit(gross=payin.gross, fee=payin.fee)))
+        for payin in payins
+    ]
+    with transaction.atomic(savepoint=False):
+        wallets_ensure(seller_accounts=[payin.seller_account for payin in payins], currency=currency)
+        return journal_post_many(kind=PAYIN_KIND, postings=postings, actor=actor)
+
+
+def _payin_lines(seller_account: str, currency: str, split: PayinSplit) -> list[Line]:
+    lines = [Line(psp_clearing_account(currency), Side.DEBIT, split.gross)]
     if split.seller_share:
         lines.append(Line(wallet_account(seller_account, currency, Bucket.PENDING), Side.CREDIT, split.seller_share))
     if split.fee:
         lines.append(Line(platform_fees_account(currency), Side.CREDIT, split.fee))
-    with transaction.atomic(savepoint=False):
-        wallet_ensure(seller_account=seller_account, currency=currency)
-        return journal_post(kind=PAYIN_KIND, reference=reference, lines=lines, actor=actor)
+    return lines
+
+
+@dataclass(frozen=True)
+class PayinSpec:
+    """One captured charge of a batch: the payment order it pays (the posting's reference), whose it is, how much."""
+
+    reference: str
+    seller_account: str
+    gross: int
+    fee: int
 
 
 def funds_release(*, seller_account: str, currency: str, amount: int, reference: str, actor: str) -> Posting:
