@@ -135,7 +135,8 @@ def journal_post_many(*, kind: str, postings: Sequence[tuple[str, Sequence[Line]
     idempotent per reference as there, in one statement for all the new ones (a reconciliation run's captures).
 
     An event posted before goes through ``journal_post`` instead, which returns its first posting or refuses other
-    entries under the same name.
+    entries under the same name. That refusal comes after the new postings are written: a caller that wants all or
+    nothing runs this inside its own transaction (the reconciliation's captures do).
     """
     if not postings:
         return []

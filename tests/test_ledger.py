@@ -9,7 +9,7 @@ from django.utils import timezone
 from ledger.errors import AccountMismatch, InvalidPosting, PostingConflict, UnbalancedPosting
 from ledger.models import AccountType, Entry, JournalTransaction, Side
 from ledger.selectors import account_balance, trial_balances
-from ledger.services import AccountRef, Line, accounts_ensure, journal_post, journal_reverse
+from ledger.services import AccountRef, Line, accounts_ensure, journal_post, journal_post_many, journal_reverse
 
 pytestmark = pytest.mark.django_db
 
@@ -51,6 +51,50 @@ def test_another_event_under_a_used_reference_is_refused_not_dropped() -> None:
     with pytest.raises(PostingConflict):
         journal_post(kind="payin", reference="po_2b", lines=payin("po_2b", gross=999_999), actor="test")
 
+    assert account_balance(code=CLEARING.code) == 1000
+
+
+def test_a_batch_posts_each_event_balanced_on_its_own_and_a_repeat_once() -> None:
+    # given one event posted before
+    first = journal_post(kind="payin", reference="po_b0", lines=payin("po_b0"), actor="test")
+
+    # when a batch brings it again with two new ones, one of them in another currency
+    jpy = [Line(CLEARING_JPY, Side.DEBIT, 500), Line(SELLER_JPY, Side.CREDIT, 500)]
+    postings = journal_post_many(
+        kind="payin",
+        postings=[("po_b0", payin("po_b0")), ("po_b1", payin("po_b1", gross=2000)), ("po_b2", jpy)],
+        actor="test",
+    )
+
+    # then the repeat is the first posting, and each new one is a journal of its own
+    assert [(p.reference, p.created) for p in postings] == [("po_b0", False), ("po_b1", True), ("po_b2", True)]
+    assert postings[0].journal_id == first.journal_id
+    assert len({p.journal_id for p in postings}) == 3
+    assert account_balance(code=CLEARING.code) == 3000
+    assert account_balance(code=CLEARING_JPY.code) == 500
+    assert all(balance.balanced for balance in trial_balances())
+
+
+def test_a_batch_with_one_bad_event_posts_none_of_it() -> None:
+    unbalanced = [Line(CLEARING, Side.DEBIT, 100), Line(SELLER, Side.CREDIT, 99)]
+
+    with pytest.raises(UnbalancedPosting):
+        journal_post_many(kind="payin", postings=[("po_c1", payin("po_c1")), ("po_c2", unbalanced)], actor="test")
+    with pytest.raises(InvalidPosting, match="twice"):
+        journal_post_many(kind="payin", postings=[("po_c3", payin("po_c3")), ("po_c3", payin("po_c3"))], actor="test")
+
+    assert JournalTransaction.objects.count() == 0
+
+
+def test_a_batch_refuses_another_event_under_a_used_reference() -> None:
+    journal_post(kind="payin", reference="po_d0", lines=payin("po_d0"), actor="test")
+
+    with pytest.raises(PostingConflict), transaction.atomic():
+        journal_post_many(
+            kind="payin", postings=[("po_d1", payin("po_d1")), ("po_d0", payin("po_d0", gross=7000))], actor="test"
+        )
+
+    assert list(JournalTransaction.objects.values_list("reference", flat=True)) == ["po_d0"]
     assert account_balance(code=CLEARING.code) == 1000
 
 
