@@ -73,7 +73,7 @@ class ApiKeyAuthentication(BaseAuthentication):
     def _refuse(self, request: Request, prefix: str, message: str) -> NoReturn:
         actor = f"key {prefix}…" if prefix else ""
         security_event_at(request, SecurityEvent.Kind.AUTH_FAILED, actor=actor, detail=message)
-        throttle(request, {"ip": client_ip(request)})
+        throttle(request, {"ip": client_ip(request)}, batched=True)
         raise AuthenticationFailed(message)
 
     def authenticate_header(self, request: Request) -> str:

@@ -2,7 +2,8 @@
 payment method and IP).
 
 Fixed windows: one counter per dimension and window, created with its expiry and incremented in one pipeline (one
-round trip per request, whatever the number of dimensions). A window's first refusal is recorded as a security event;
+round trip, whatever the number of dimensions; the high-limit client and address counters only every few requests,
+see SYNC_EVERY). A window's first refusal is recorded as a security event;
 the refusals after it are only counted, so a flood stays cheap (it is recorded when the 429 is answered, after the
 request's transaction has rolled back). If Redis does not answer, requests are not throttled
 (logged): refusing every payment while Redis restarts would stop the business, and the risk check's velocity rules
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -50,9 +53,72 @@ def _counter(dimension: str, value: str, window: int) -> str:
     return f"{key_prefix()}:throttle:{dimension}:{digest}:{window}"
 
 
-def throttle(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "") -> None:
-    """Count this request against each dimension's limit (e.g. {"client": "7", "ip": "10.0.0.1"}); raise Throttled
-    for the one whose window ends last if any is over. Empty values are not counted."""
+# The client and address throttles run on every request with limits in the thousands: their counts are added to
+# Redis in batches, every SYNC_EVERY requests or SYNC_SECONDS per counter and process, and at once whenever the
+# batch would take the count past the limit. A client can so pass its limit by at most that much per web process;
+# in exchange most requests make no round trip for it. Low limits (the card-testing ones) are counted exactly.
+SYNC_EVERY = 16
+SYNC_SECONDS = 0.25
+
+
+@dataclass
+class _Tally:
+    pending: int = 0  # requests counted here and not yet in Redis
+    total: int = 0  # Redis's count at the last sync
+    synced_at: float = float("-inf")
+
+
+_tallies: dict[str, _Tally] = {}
+_tally_window = -1
+_tally_lock = threading.Lock()
+
+
+def forget_local_counts() -> None:
+    global _tally_window
+    with _tally_lock:
+        _tallies.clear()
+        _tally_window = -1
+
+
+def _due(keys: dict[str, str], window: int, limits: dict[str, int]) -> dict[str, int]:
+    """Count one request locally per batched counter; return the counts to add to Redis now (name → requests)."""
+    global _tally_window
+    now = time.monotonic()
+    due = {}
+    with _tally_lock:
+        if window != _tally_window:  # a new window: the old counts mean nothing now
+            _tallies.clear()
+            _tally_window = window
+        for name, key in keys.items():
+            tally = _tallies.setdefault(key, _Tally())
+            tally.pending += 1
+            if (
+                tally.pending >= SYNC_EVERY
+                or now - tally.synced_at >= SYNC_SECONDS
+                or tally.total + tally.pending > limits[name]
+            ):
+                due[name] = tally.pending
+                tally.pending = 0
+    return due
+
+
+def _synced(keys: dict[str, str], sent: dict[str, int], counts: dict[str, int] | None) -> None:
+    now = time.monotonic()
+    with _tally_lock:
+        for name, count in sent.items():
+            tally = _tallies.get(keys[name])
+            if tally is None:
+                continue
+            if counts is None:  # not delivered: keep them for the next sync
+                tally.pending += count
+            else:
+                tally.total, tally.synced_at = counts[name], now
+
+
+def throttle(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "", batched: bool = False) -> None:
+    """Count this request against each dimension's limit (e.g. {"client": "7", "ip": "10.0.0.1"}) and raise
+    Throttled if one is over. Empty values are not counted. ``batched``: high-limit counters, added to Redis in
+    batches (above)."""
     limits = settings.API_THROTTLE_LIMITS
     counted = {name: value for name, value in dimensions.items() if value and limits.get(name)}
     if not counted:
@@ -60,21 +126,31 @@ def throttle(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "
     seconds = settings.API_THROTTLE_WINDOW_SECONDS
     window = int(time.time()) // seconds
     keys = {name: _counter(name, value, window) for name, value in counted.items()}
+    sent = _due(keys, window, limits) if batched else dict.fromkeys(keys, 1)
+    if not sent:
+        return
     try:
         pipe = redis_client().pipeline(transaction=False)
-        for key in keys.values():
-            pipe.set(key, 0, ex=seconds, nx=True)
-            pipe.incr(key)
+        for name, count in sent.items():
+            pipe.set(keys[name], 0, ex=seconds, nx=True)
+            pipe.incrby(keys[name], count)
         replies = pipe.execute()
     except redis.RedisError:
         logger.warning("API throttles not checked: Redis unavailable", exc_info=True)
+        if batched:
+            _synced(keys, sent, None)
         return
-    counts = {name: int(replies[index * 2 + 1]) for index, name in enumerate(keys)}
+    counts = {name: int(replies[index * 2 + 1]) for index, name in enumerate(sent)}
+    if batched:
+        _synced(keys, sent, counts)
     over = [name for name, count in counts.items() if count > limits[name]]
     if not over:
         return
     retry_after = max(1, (window + 1) * seconds - int(time.time()))
+    # The window's first refusal: this batch took the count past the limit.
     first_refusals = [
-        f"{name} over {limits[name]} requests per {seconds} s" for name in over if counts[name] == limits[name] + 1
+        f"{name} over {limits[name]} requests per {seconds} s"
+        for name in over
+        if counts[name] - sent[name] <= limits[name]
     ]
     raise Throttled(over[0], retry_after, first_refusals=first_refusals, actor=actor)

@@ -45,7 +45,7 @@ class ApiView(APIView):
 
     def check_throttles(self, request: Request) -> None:
         client = client_of(request)
-        throttle(request, {"client": str(client.pk), "ip": client_ip(request)}, actor=client.actor)
+        throttle(request, {"client": str(client.pk), "ip": client_ip(request)}, actor=client.actor, batched=True)
 
 
 class IdempotentCreateApiView(ApiView):

@@ -21,6 +21,7 @@ from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
 from api.services import IssuedKey, api_client_create
+from api.throttles import forget_local_counts
 from ledger.models import AccountType, Side
 from ledger.services import AccountRef, Line, journal_post
 from payments.models import PaymentOrder
@@ -113,6 +114,7 @@ def _velocity_out_of_the_way(settings: Any) -> None:
     settings.API_THROTTLE_LIMITS = dict.fromkeys(settings.API_THROTTLE_LIMITS, 1000000)
     client = redis.Redis.from_url(settings.REDIS_URL)
     prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    forget_local_counts()
     for pattern in ("risk", "throttle", "security"):
         stale = list(client.scan_iter(match=f"{prefix}:{pattern}:*", count=1000))
         if stale:

@@ -5,15 +5,18 @@ forged webhooks and risk rejections leave for the console."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from api import authentication
+from api import authentication, throttles
 from api.services import IssuedKey
 from audit.models import SecurityEvent
 from audit.roles import finance_groups_sync
@@ -29,6 +32,7 @@ def limits(settings: Any) -> Callable[..., None]:
 
     def set_limits(**wanted: int) -> None:
         settings.API_THROTTLE_LIMITS = {**settings.API_THROTTLE_LIMITS, **wanted}
+        settings.API_THROTTLE_WINDOW_SECONDS = 3600  # so that no test's requests straddle two windows
 
     return set_limits
 
@@ -54,12 +58,39 @@ def test_a_client_over_its_limit_gets_429_with_retry_after_and_one_security_even
     assert [a.status_code for a in answers] == [404, 404, 404, 429, 429, 429]
     refused = answers[3]
     assert refused.json()["error"]["code"] == "rate_limited"
-    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert 1 <= int(refused["Retry-After"]) <= 3600
     # the window's first refusal is recorded; the flood after it only counted
     recorded = events("throttled")
     assert len(recorded) == 1
     assert recorded[0].actor == issued_key.client.actor
-    assert recorded[0].detail == "client over 3 requests per 60 s"
+    assert recorded[0].detail == "client over 3 requests per 3600 s"
+
+
+def test_the_client_counter_reaches_redis_in_batches_and_exactly_at_the_limit(
+    api: Any, issued_key: IssuedKey, limits: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a limit far away, and Redis's round trips counted
+    limits(client=1000)
+    trips = []
+    execute = redis.client.Pipeline.execute
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(1)
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+
+    # when the client makes 64 requests
+    for _ in range(64):
+        assert api.get("/v1/payments/pay_x").status_code == 404
+
+    # then a few round trips carried them, and Redis's count is short by one batch at most
+    assert len(trips) <= 64 // throttles.SYNC_EVERY + 8
+    window = int(time.time()) // 3600
+    stored = int(
+        redis.Redis.from_url(settings.REDIS_URL).get(throttles._counter("client", str(issued_key.client.pk), window))
+    )
+    assert 64 - throttles.SYNC_EVERY < stored <= 64
 
 
 def test_another_client_is_not_held_back_by_the_first(
@@ -88,7 +119,7 @@ def test_one_buyer_trying_many_cards_is_refused_and_the_refused_payment_stores_n
     assert answers[2].json()["error"]["code"] == "rate_limited"
     assert PaymentEvent.objects.filter(buyer_id="buyer_tester").count() == 2
     assert elsewhere.status_code == 201
-    assert events("throttled")[0].detail == "buyer over 2 requests per 60 s"
+    assert events("throttled")[0].detail == "buyer over 2 requests per 3600 s"
 
 
 def test_one_payment_method_tried_by_many_buyers_is_refused(
