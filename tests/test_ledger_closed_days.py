@@ -1,0 +1,162 @@
+"""Closed days (ledger/models.py): balances read from the rollup plus the entries since are the plain sums over the
+entries, at any moment, whatever was posted, back-dated or closed in between."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from ledger.models import AccountClosedTotal, AccountDay, AccountType, LedgerClosing, Side
+from ledger.selectors import account_balances, signed_balance, trial_balances
+from ledger.services import AccountRef, Line, journal_post, ledger_days_close, ledger_days_reopen
+
+# The close runs its own durable transactions.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ACCOUNTS = [
+    AccountRef("psp_clearing:stripe:EUR", AccountType.ASSET, "EUR"),
+    AccountRef("platform_fees:EUR", AccountType.REVENUE, "EUR"),
+    AccountRef("seller_pending:seller_1:EUR", AccountType.LIABILITY, "EUR"),
+    AccountRef("seller_pending:seller_2:EUR", AccountType.LIABILITY, "EUR"),
+]
+CODES = [a.code for a in ACCOUNTS]
+DAY = datetime(2026, 3, 10, tzinfo=UTC)  # midnight UTC: the postings sit on and around day boundaries
+
+
+def post(at: datetime, rng: random.Random) -> None:
+    debit, *credits = rng.sample(ACCOUNTS, 3)
+    parts = [rng.randint(1, 10_000) for _ in credits]
+    lines = [Line(debit, Side.DEBIT, sum(parts))] + [
+        Line(account, Side.CREDIT, part) for account, part in zip(credits, parts, strict=True)
+    ]
+    journal_post(kind="test", reference=f"{at.isoformat()}:{rng.random()}", lines=lines, actor="t", effective_at=at)
+
+
+def plain_balances(as_of: datetime | None) -> dict[str, int]:
+    """The reference: the sum over every entry effective by then, nothing else read."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT a.code, a.type, coalesce(sum(e.amount) FILTER (WHERE e.side = 'D'), 0),
+                   coalesce(sum(e.amount) FILTER (WHERE e.side = 'C'), 0)
+            FROM ledger_account a LEFT JOIN ledger_entry e
+                ON e.account_id = a.id AND (%(as_of)s::timestamptz IS NULL OR e.effective_at <= %(as_of)s)
+            GROUP BY a.code, a.type
+            """,
+            {"as_of": as_of},
+        )
+        return {code: signed_balance(type_, int(d), int(c)) for code, type_, d, c in cursor.fetchall()}
+
+
+def moments() -> list[datetime | None]:
+    """Now, before everything, and around each day boundary of the postings."""
+    found: list[datetime | None] = [None, DAY - timedelta(days=30)]
+    for days in range(-1, 6):
+        boundary = DAY + timedelta(days=days)
+        found += [boundary - timedelta(microseconds=1), boundary, boundary + timedelta(hours=13)]
+    return found
+
+
+def assert_exact() -> None:
+    for as_of in moments():
+        expected = plain_balances(as_of)
+        assert account_balances(codes=CODES, as_of=as_of) == expected, as_of
+        (eur,) = trial_balances(as_of=as_of)
+        by_code = {line.code: line.balance for line in eur.lines}
+        assert by_code["psp_clearing:stripe:EUR"] == expected["psp_clearing:stripe:EUR"], as_of
+        assert by_code["seller_pending:*:EUR"] == expected[CODES[2]] + expected[CODES[3]], as_of
+        assert eur.balanced
+
+
+def assert_rollup_is_the_entries() -> None:
+    closed = LedgerClosing.objects.get().closed_through
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT account_id, (effective_at AT TIME ZONE 'UTC')::date, sum(amount) FILTER (WHERE side = 'D'),
+                   sum(amount) FILTER (WHERE side = 'C')
+            FROM ledger_entry WHERE (effective_at AT TIME ZONE 'UTC')::date <= %s GROUP BY 1, 2
+            """,
+            [closed],
+        )
+        days = {(a, d): (dr or 0, cr or 0) for a, d, dr, cr in cursor.fetchall()}
+    assert {(r.account_id, r.day): (r.debits, r.credits) for r in AccountDay.objects.all()} == days
+    totals: dict[int, tuple[int, int]] = {}
+    for (account, _), (debits, credits) in days.items():
+        before = totals.get(account, (0, 0))
+        totals[account] = (before[0] + debits, before[1] + credits)
+    assert {t.account_id: (t.debits, t.credits) for t in AccountClosedTotal.objects.all()} == totals
+
+
+def test_balances_match_the_plain_sums_before_and_after_closing_and_back_dated_postings() -> None:
+    # given postings over five days, several on the same day and on the very boundaries
+    rng = random.Random(7)
+    for _ in range(40):
+        post(DAY + timedelta(seconds=rng.randint(0, 5 * 86_400)), rng)
+    post(DAY, rng)
+    post(DAY + timedelta(days=2) - timedelta(microseconds=1), rng)
+    assert_exact()  # nothing closed: every entry summed
+
+    # when the first three days are closed
+    assert ledger_days_close(through=date(2026, 3, 12)) == date(2026, 3, 12)
+
+    # then every balance is the same, read from the closed days
+    assert AccountDay.objects.exists()
+    assert_rollup_is_the_entries()
+    assert_exact()
+
+    # when postings are back-dated into the closed days (and before the first one), and more into the open ones
+    for _ in range(15):
+        post(DAY + timedelta(seconds=rng.randint(-86_400, 3 * 86_400 - 1)), rng)
+    post(DAY + timedelta(days=3) - timedelta(microseconds=1), rng)  # the last instant of the last closed day
+    for _ in range(5):
+        post(DAY + timedelta(days=3, seconds=rng.randint(0, 86_400)), rng)
+
+    # then they are in the closed days at once, and the balances still match
+    assert_rollup_is_the_entries()
+    assert_exact()
+
+    # when the rest is closed too, then reopened
+    ledger_days_close(through=date(2026, 3, 20))
+    assert_rollup_is_the_entries()
+    assert_exact()
+    ledger_days_reopen()
+    assert LedgerClosing.objects.get().closed_through is None
+    assert not AccountDay.objects.exists()
+    assert_exact()
+
+
+def test_closing_again_or_with_nothing_to_close_changes_nothing() -> None:
+    # given nothing posted
+    assert ledger_days_close(through=date(2026, 3, 12)) is None
+
+    # given postings on two days, closed once
+    rng = random.Random(3)
+    post(DAY + timedelta(hours=1), rng)
+    post(DAY + timedelta(days=1, hours=1), rng)
+    assert ledger_days_close(through=date(2026, 3, 11)) == date(2026, 3, 11)
+    rows = sorted(AccountDay.objects.values_list("account_id", "day", "debits", "credits"))
+
+    # when closed again, through the same day or an earlier one
+    assert ledger_days_close(through=date(2026, 3, 11)) == date(2026, 3, 11)
+    assert ledger_days_close(through=date(2026, 3, 1)) == date(2026, 3, 11)
+
+    # then the rollup is as it was
+    assert sorted(AccountDay.objects.values_list("account_id", "day", "debits", "credits")) == rows
+    assert_exact()
+
+
+def test_the_close_by_default_leaves_today_open() -> None:
+    rng = random.Random(5)
+    now = datetime.now(UTC)
+    post(now - timedelta(days=2), rng)
+    post(now, rng)
+
+    closed = ledger_days_close()
+
+    assert closed == now.date() - timedelta(days=1)
+    assert not AccountDay.objects.filter(day=now.date()).exists()
+    assert account_balances(codes=CODES) == plain_balances(None)
