@@ -4,6 +4,8 @@ entries, at any moment, whatever was posted, back-dated or closed in between."""
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -160,3 +162,37 @@ def test_the_close_by_default_leaves_today_open() -> None:
     assert closed == now.date() - timedelta(days=1)
     assert not AccountDay.objects.filter(day=now.date()).exists()
     assert account_balances(codes=CODES) == plain_balances(None)
+
+
+def test_postings_racing_the_close_are_each_counted_once() -> None:
+    # given eight workers posting into the days being closed (and the ones after), each posting a transaction of
+    # its own, while another closes those days one at a time
+    workers, postings = 8, 30
+    barrier = threading.Barrier(workers + 1)
+
+    def work(worker: int) -> None:
+        rng = random.Random(worker)
+        barrier.wait()
+        try:
+            for _ in range(postings):
+                post(DAY + timedelta(seconds=rng.randint(0, 4 * 86_400 - 1)), rng)
+        finally:
+            connection.close()
+
+    def close() -> None:
+        barrier.wait()
+        try:
+            for day in range(10, 14):
+                ledger_days_close(through=date(2026, 3, day))
+        finally:
+            connection.close()
+
+    # when they all run at once
+    with ThreadPoolExecutor(max_workers=workers + 1) as pool:
+        for done in [pool.submit(work, w) for w in range(workers)] + [pool.submit(close)]:
+            done.result()
+
+    # then the closed days hold every entry of theirs, once, and every balance is the plain sum
+    assert LedgerClosing.objects.get().closed_through == date(2026, 3, 13)
+    assert_rollup_is_the_entries()
+    assert_exact()
