@@ -3,83 +3,123 @@
 Balances are sums over entries, never a running total that postings update: a balance row that every posting must
 lock would serialise all postings to a hot account (PSP clearing, platform fees). What is summed is kept short by the
 closed days (models.py, "Closed days"): a balance is the closed part, read from the rollup tables, plus the entries
-after it, one index range scan. The closed part and the entries are read in one statement, on one snapshot: a close
-committing meanwhile cannot make a day count twice or not at all.
+after it, one index range scan.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 from ledger.models import DEBIT_NORMAL, AccountType
 
-# Where the sum over entries starts (``cut``), and what stands for everything before it:
-# - nothing closed yet: every entry (cut = -infinity);
-# - a moment after the last closed day, or now: the accounts' closed totals, then the entries since the close;
-# - a moment inside the closed days: the days before its own day, then its day's entries up to the moment.
-# ``accounts`` limits it to some account ids (NULL: every account).
+# What stands for everything before ``cut``, from where the entries are summed:
+# - nothing closed yet: nothing (cut = -infinity: every entry);
+# - a moment after the last closed day, or now: the accounts' closed totals (cut: the end of the last closed day);
+# - a moment inside the closed days: the days before its own day (cut: the start of its day). Or, when the moment is
+#   nearer the last closed day than the first (``backward``; the recent month ends, mostly): the totals less the
+#   days from the moment's own day on. Either way the fewer day rows.
+# The branches not taken are constants false, which PostgreSQL drops when it plans. ``current`` says whether the
+# boundary these were worked out from is still the one this statement sees (see _movements).
+# ``{accounts_*}``: the condition that limits the sums to some accounts, or TRUE: two statements rather than one
+# with "%(accounts)s IS NULL OR ...", which PostgreSQL plans without the (account, ...) indexes.
 _MOVEMENTS = """
-WITH closing AS (
-    -- A scalar subquery: no row (a test database flushed since its migration) reads as nothing closed.
-    SELECT closed_through, (closed_through + 1)::timestamp AT TIME ZONE 'UTC' AS closed_end
-    FROM (SELECT (SELECT closed_through FROM ledger_ledgerclosing) AS closed_through) AS c
-), bounds AS (
-    SELECT closed_through, closed_end,
-           CASE WHEN closed_end IS NULL THEN '-infinity'::timestamptz
-                WHEN %(as_of)s::timestamptz IS NULL OR %(as_of)s::timestamptz >= closed_end THEN closed_end
-                ELSE date_trunc('day', %(as_of)s::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-           END AS cut
-    FROM closing
-), movements AS (
+WITH movements AS (
     SELECT t.account_id, t.debits, t.credits
-    FROM bounds b, ledger_accountclosedtotal t
-    WHERE b.cut = b.closed_end AND (%(accounts)s::bigint[] IS NULL OR t.account_id = ANY(%(accounts)s::bigint[]))
+    FROM ledger_accountclosedtotal t
+    WHERE %(totals)s AND {accounts_t}
     UNION ALL
     SELECT d.account_id, d.debits, d.credits
-    FROM bounds b, ledger_accountday d
-    WHERE b.cut < b.closed_end AND d.day < (b.cut AT TIME ZONE 'UTC')::date
-      AND (%(accounts)s::bigint[] IS NULL OR d.account_id = ANY(%(accounts)s::bigint[]))
+    FROM ledger_accountday d
+    WHERE %(forward)s AND d.day < %(cut_day)s::date AND {accounts_d}
+    UNION ALL
+    SELECT d.account_id, -d.debits, -d.credits
+    FROM ledger_accountday d
+    WHERE %(backward)s AND d.day >= %(cut_day)s::date AND {accounts_d}
     UNION ALL
     SELECT e.account_id, CASE e.side WHEN 'D' THEN e.amount ELSE 0 END, CASE e.side WHEN 'C' THEN e.amount ELSE 0 END
-    FROM bounds b, ledger_entry e
-    WHERE e.effective_at >= b.cut AND (%(as_of)s::timestamptz IS NULL OR e.effective_at <= %(as_of)s::timestamptz)
-      AND (%(accounts)s::bigint[] IS NULL OR e.account_id = ANY(%(accounts)s::bigint[]))
+    FROM ledger_entry e
+    WHERE e.effective_at >= coalesce(%(cut)s::timestamptz, '-infinity')
+      AND e.effective_at <= coalesce(%(as_of)s::timestamptz, 'infinity')
+      AND {accounts_e}
 ), per_account AS (
     SELECT account_id, sum(debits)::bigint AS debits, sum(credits)::bigint AS credits FROM movements GROUP BY account_id
 )
 """
 
-# The planner cannot know at planning time where the sum starts (it is read in the same statement), so it plans for a
-# third of the entries, and that estimate crosses JIT's threshold: compiling took 400 ms of a 550 ms trial balance
-# on a million payments, for a query that then reads a few thousand rows.
+_CURRENT = "(SELECT closed_through FROM ledger_ledgerclosing) IS NOT DISTINCT FROM %(closed_through)s::date"
+
+_BOUNDARY = """
+SELECT (SELECT closed_through FROM ledger_ledgerclosing), (SELECT min(day) FROM ledger_accountday)
+"""
+
+# The planner's estimates of the rollup and entry ranges cross JIT's threshold easily: compiling took 400 ms of a
+# 550 ms trial balance on a million payments, for a query that then reads a few thousand rows.
 _NO_JIT = "SET LOCAL jit = off"
 
 _BALANCES = (
-    _MOVEMENTS
-    + """
-SELECT a.code, a.type, coalesce(m.debits, 0), coalesce(m.credits, 0)
+    _MOVEMENTS.format(
+        accounts_t="t.account_id = ANY(%(accounts)s::bigint[])",
+        accounts_d="d.account_id = ANY(%(accounts)s::bigint[])",
+        accounts_e="e.account_id = ANY(%(accounts)s::bigint[])",
+    )
+    + f"""
+SELECT a.code, a.type, coalesce(m.debits, 0), coalesce(m.credits, 0), {_CURRENT}
 FROM ledger_account a LEFT JOIN per_account m ON m.account_id = a.id
 WHERE a.id = ANY(%(accounts)s::bigint[])
-"""
+"""  # noqa: S608 - only the constant fragments above are formatted in
 )
 
 # One line per ledger account of the chart: a family of per-seller accounts (``seller_pending:<seller>:EUR``) is one
 # control line with the number of accounts it sums, as a general ledger shows a sub-ledger; an account alone in its
 # family is shown by its code. Tens of thousands of seller lines would be a page nobody reads, and slow to render.
 _TRIAL_BALANCE = (
-    _MOVEMENTS
-    + """
+    _MOVEMENTS.format(accounts_t="TRUE", accounts_d="TRUE", accounts_e="TRUE")
+    + f"""
 SELECT CASE WHEN count(*) = 1 THEN min(a.code) ELSE split_part(a.code, ':', 1) || ':*:' || a.currency END,
-       a.type, a.currency, count(*), coalesce(sum(m.debits), 0), coalesce(sum(m.credits), 0)
+       a.type, a.currency, count(*), coalesce(sum(m.debits), 0), coalesce(sum(m.credits), 0), {_CURRENT}
 FROM ledger_account a LEFT JOIN per_account m ON m.account_id = a.id
 WHERE %(currency)s::varchar IS NULL OR a.currency = %(currency)s::varchar
 GROUP BY split_part(a.code, ':', 1), a.type, a.currency
 ORDER BY a.currency, 1
-"""
+"""  # noqa: S608 - same
 )
+
+
+def _plan(closed: date | None, first_day: date | None, as_of: datetime | None) -> dict[str, Any]:
+    """The constants of _MOVEMENTS for a closed boundary and a moment."""
+    plan: dict[str, Any] = {"closed_through": closed, "as_of": as_of, "cut_day": None}
+    if closed is None:
+        return plan | {"totals": False, "forward": False, "backward": False, "cut": None}
+    closed_end = datetime.combine(closed + timedelta(days=1), time(), UTC)
+    if as_of is None or as_of >= closed_end:
+        return plan | {"totals": True, "forward": False, "backward": False, "cut": closed_end}
+    cut_day = as_of.astimezone(UTC).date()
+    backward = first_day is not None and (cut_day - first_day) > (closed - cut_day)
+    cut = datetime.combine(cut_day, time(), UTC)
+    return plan | {"totals": backward, "forward": not backward, "backward": backward, "cut": cut, "cut_day": cut_day}
+
+
+def _movements(cursor: CursorWrapper, sql: str, params: dict[str, Any], as_of: datetime | None) -> list[Any]:
+    """Rows of ``sql`` (which ends each row with ``current``), worked out from the closed boundary as it is now.
+
+    The boundary is read first, so that the sums run with constants PostgreSQL can plan with (with the boundary read
+    in the same statement, it estimated the range of a hot account's entries as most of them and read all 1.4
+    million). A close that commits between the two reads would make a day count twice or not at all: the second
+    statement checks, on its own snapshot, that the boundary is still the one read, and the sums are done again if
+    not (a close commits once a day; within REPEATABLE READ the two reads always agree)."""
+    for _ in range(5):
+        cursor.execute(_BOUNDARY)
+        closed, first_day = cursor.fetchone()
+        cursor.execute(sql, params | _plan(closed, first_day, as_of))
+        rows = cursor.fetchall()
+        if all(row[-1] for row in rows):
+            return [row[:-1] for row in rows]
+    raise RuntimeError("the ledger's closed days kept moving while their balances were read")
 
 
 def signed_balance(type_: str, debits: int, credits: int) -> int:
@@ -95,8 +135,8 @@ def account_balances(*, codes: list[str], as_of: datetime | None = None) -> dict
         ids = cursor.fetchone()[0] or []
         found = {}
         if ids:
-            cursor.execute(_BALANCES, {"accounts": ids, "as_of": as_of})
-            found = {code: signed_balance(type_, debits, credits) for code, type_, debits, credits in cursor.fetchall()}
+            rows = _movements(cursor, _BALANCES, {"accounts": ids}, as_of)
+            found = {code: signed_balance(type_, debits, credits) for code, type_, debits, credits in rows}
     return {code: found.get(code, 0) for code in codes}
 
 
@@ -145,8 +185,7 @@ def trial_balances(*, currency: str | None = None, as_of: datetime | None = None
     """One trial balance per currency: every account's debits and credits, which must total the same."""
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(_NO_JIT)
-        cursor.execute(_TRIAL_BALANCE, {"currency": currency, "as_of": as_of, "accounts": None})
-        rows = cursor.fetchall()
+        rows = _movements(cursor, _TRIAL_BALANCE, {"currency": currency}, as_of)
     by_currency: dict[str, list[TrialBalanceLine]] = {}
     for code, type_, cur, accounts, debits, credits in rows:
         line = TrialBalanceLine(code, AccountType(type_), cur, accounts, int(debits), int(credits))
