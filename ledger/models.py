@@ -109,14 +109,15 @@ class Entry(models.Model):
 # - ``LedgerClosing.closed_through``: the last day (UTC) whose movements are rolled up; a job (``ledger_days_close``)
 #   moves it forward once a day is over;
 # - ``AccountDay``: each account's debits and credits on each closed day it moved;
+# - ``AccountMonth``: the same per month (of its closed days), so that a moment months back sums months, not days;
 # - ``AccountClosedTotal``: each account's debits and credits over all closed days.
 #
-# A balance as of T is then the closed part (totals, or the days before T's day) plus the entries from there to T: a
-# day's entries at most for a past moment, what was posted since the last close for now. Exact, never an estimate:
-# a posting back-dated into a closed day adds itself to both tables in its own transaction (a trigger, migration
-# 0007), and the close takes a SHARE lock on the entries while it sums a day, so no posting is in flight, uncounted,
-# across the move of the boundary. Postings into open days (all of them, in practice) write nothing more: no row
-# that every posting must update, which would serialise the hot accounts.
+# A balance as of T is then the closed part (totals, or the months and then the days before T's day) plus the entries
+# from there to T: a day's entries at most for a past moment, what was posted since the last close for now. Exact,
+# never an estimate: a posting back-dated into a closed day adds itself to the three tables in its own transaction (a
+# trigger, migration 0007), and the close takes a SHARE lock on the entries while it sums a day, so no posting is in
+# flight, uncounted, across the move of the boundary. Postings into open days (all of them, in practice) write
+# nothing more: no row that every posting must update, which would serialise the hot accounts.
 
 
 class LedgerClosing(models.Model):
@@ -146,6 +147,23 @@ class AccountDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.day}: D {self.debits} C {self.credits}"
+
+
+class AccountMonth(models.Model):
+    """One account's movements over the closed days of one month (``month``: its first day): the sum of its
+    ``AccountDay`` rows of that month, kept with them."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    month = models.DateField()
+    debits = models.BigIntegerField()
+    credits = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "month"], name="ledger_account_month_unique")]
+        indexes = [models.Index(fields=["month"], name="ledger_account_month_month_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.month:%Y-%m}: D {self.debits} C {self.credits}"
 
 
 class AccountClosedTotal(models.Model):

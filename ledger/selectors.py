@@ -20,9 +20,10 @@ from ledger.models import DEBIT_NORMAL, AccountType
 # What stands for everything before ``cut``, from where the entries are summed:
 # - nothing closed yet: nothing (cut = -infinity: every entry);
 # - a moment after the last closed day, or now: the accounts' closed totals (cut: the end of the last closed day);
-# - a moment inside the closed days: the days before its own day (cut: the start of its day). Or, when the moment is
-#   nearer the last closed day than the first (``backward``; the recent month ends, mostly): the totals less the
-#   days from the moment's own day on. Either way the fewer day rows.
+# - a moment inside the closed days: the months before its own month, then the days of its month before its own day
+#   (cut: the start of its day). Or, when the moment is nearer the last closed day than the first (``backward``; the
+#   recent month ends, mostly): the totals less the months after its month and the days of its month from its own
+#   day on. Either way a few months of rows and at most a month of days.
 # The branches not taken are constants false, which PostgreSQL drops when it plans. ``current`` says whether the
 # boundary these were worked out from is still the one this statement sees (see _movements).
 # ``{accounts_*}``: the condition that limits the sums to some accounts, or TRUE: two statements rather than one
@@ -33,13 +34,21 @@ WITH movements AS (
     FROM ledger_accountclosedtotal t
     WHERE %(totals)s AND {accounts_t}
     UNION ALL
+    SELECT m.account_id, m.debits, m.credits
+    FROM ledger_accountmonth m
+    WHERE %(forward)s AND m.month < %(cut_month)s::date AND {accounts_m}
+    UNION ALL
     SELECT d.account_id, d.debits, d.credits
     FROM ledger_accountday d
-    WHERE %(forward)s AND d.day < %(cut_day)s::date AND {accounts_d}
+    WHERE %(forward)s AND d.day >= %(cut_month)s::date AND d.day < %(cut_day)s::date AND {accounts_d}
+    UNION ALL
+    SELECT m.account_id, -m.debits, -m.credits
+    FROM ledger_accountmonth m
+    WHERE %(backward)s AND m.month > %(cut_month)s::date AND {accounts_m}
     UNION ALL
     SELECT d.account_id, -d.debits, -d.credits
     FROM ledger_accountday d
-    WHERE %(backward)s AND d.day >= %(cut_day)s::date AND {accounts_d}
+    WHERE %(backward)s AND d.day >= %(cut_day)s::date AND d.day < %(next_month)s::date AND {accounts_d}
     UNION ALL
     SELECT e.account_id, CASE e.side WHEN 'D' THEN e.amount ELSE 0 END, CASE e.side WHEN 'C' THEN e.amount ELSE 0 END
     FROM ledger_entry e
@@ -65,6 +74,7 @@ _BALANCES = (
     _MOVEMENTS.format(
         accounts_t="t.account_id = ANY(%(accounts)s::bigint[])",
         accounts_d="d.account_id = ANY(%(accounts)s::bigint[])",
+        accounts_m="m.account_id = ANY(%(accounts)s::bigint[])",
         accounts_e="e.account_id = ANY(%(accounts)s::bigint[])",
     )
     + f"""
@@ -78,7 +88,7 @@ WHERE a.id = ANY(%(accounts)s::bigint[])
 # control line with the number of accounts it sums, as a general ledger shows a sub-ledger; an account alone in its
 # family is shown by its code. Tens of thousands of seller lines would be a page nobody reads, and slow to render.
 _TRIAL_BALANCE = (
-    _MOVEMENTS.format(accounts_t="TRUE", accounts_d="TRUE", accounts_e="TRUE")
+    _MOVEMENTS.format(accounts_t="TRUE", accounts_d="TRUE", accounts_m="TRUE", accounts_e="TRUE")
     + f"""
 SELECT CASE WHEN count(*) = 1 THEN min(a.code) ELSE split_part(a.code, ':', 1) || ':*:' || a.currency END,
        a.type, a.currency, count(*), coalesce(sum(m.debits), 0), coalesce(sum(m.credits), 0), {_CURRENT}
@@ -92,7 +102,8 @@ ORDER BY a.currency, 1
 
 def _plan(closed: date | None, first_day: date | None, as_of: datetime | None) -> dict[str, Any]:
     """The constants of _MOVEMENTS for a closed boundary and a moment."""
-    plan: dict[str, Any] = {"closed_through": closed, "as_of": as_of, "cut_day": None}
+    plan: dict[str, Any] = {"closed_through": closed, "as_of": as_of, "cut_day": None, "cut_month": None}
+    plan["next_month"] = None
     if closed is None:
         return plan | {"totals": False, "forward": False, "backward": False, "cut": None}
     closed_end = datetime.combine(closed + timedelta(days=1), time(), UTC)
@@ -101,7 +112,17 @@ def _plan(closed: date | None, first_day: date | None, as_of: datetime | None) -
     cut_day = as_of.astimezone(UTC).date()
     backward = first_day is not None and (cut_day - first_day) > (closed - cut_day)
     cut = datetime.combine(cut_day, time(), UTC)
-    return plan | {"totals": backward, "forward": not backward, "backward": backward, "cut": cut, "cut_day": cut_day}
+    cut_month = cut_day.replace(day=1)
+    next_month = (cut_month + timedelta(days=31)).replace(day=1)
+    return plan | {
+        "totals": backward,
+        "forward": not backward,
+        "backward": backward,
+        "cut": cut,
+        "cut_day": cut_day,
+        "cut_month": cut_month,
+        "next_month": next_month,
+    }
 
 
 def _movements(cursor: CursorWrapper, sql: str, params: dict[str, Any], as_of: datetime | None) -> list[Any]:

@@ -198,7 +198,7 @@ def lines_check(lines: Sequence[Line]) -> None:
 # run tries again. The balances stay exact meanwhile, only longer to sum.
 _CLOSE_LOCK_TIMEOUT = "2s"
 
-# One day's movements of every account that moved, into its day row and its account's total.
+# One day's movements of every account that moved, into its day row, its month's and its account's total.
 _CLOSE_DAY = """
 WITH moved AS (
     INSERT INTO ledger_accountday (account_id, day, debits, credits)
@@ -209,6 +209,12 @@ WITH moved AS (
       AND effective_at < (%(day)s::date + 1)::timestamp AT TIME ZONE 'UTC'
     GROUP BY account_id
     RETURNING account_id, debits, credits
+), months AS (
+    INSERT INTO ledger_accountmonth (account_id, month, debits, credits)
+    SELECT account_id, date_trunc('month', %(day)s::date)::date, debits, credits FROM moved ORDER BY account_id
+    ON CONFLICT (account_id, month) DO UPDATE
+        SET debits = ledger_accountmonth.debits + excluded.debits,
+            credits = ledger_accountmonth.credits + excluded.credits
 )
 INSERT INTO ledger_accountclosedtotal (account_id, debits, credits)
 SELECT account_id, debits, credits FROM moved ORDER BY account_id
@@ -252,6 +258,7 @@ def ledger_days_reopen() -> None:
         cursor.execute("LOCK TABLE ledger_entry IN SHARE MODE")
         _closing_locked(cursor)
         cursor.execute("DELETE FROM ledger_accountday")
+        cursor.execute("DELETE FROM ledger_accountmonth")
         cursor.execute("DELETE FROM ledger_accountclosedtotal")
         LedgerClosing.objects.filter(pk=1).update(closed_through=None)
 

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.db import connection
 
-from ledger.models import AccountClosedTotal, AccountDay, AccountType, LedgerClosing, Side
+from ledger.models import AccountClosedTotal, AccountDay, AccountMonth, AccountType, LedgerClosing, Side
 from ledger.selectors import account_balances, signed_balance, trial_balances
 from ledger.services import AccountRef, Line, journal_post, ledger_days_close, ledger_days_reopen
 
@@ -25,7 +25,12 @@ ACCOUNTS = [
     AccountRef("seller_pending:seller_2:EUR", AccountType.LIABILITY, "EUR"),
 ]
 CODES = [a.code for a in ACCOUNTS]
-DAY = datetime(2026, 3, 10, tzinfo=UTC)  # midnight UTC: the postings sit on and around day boundaries
+# Midnight UTC, two days before a month ends: the postings sit on and around day and month boundaries.
+DAY = datetime(2026, 3, 30, tzinfo=UTC)
+
+
+def day(offset: int) -> date:
+    return (DAY + timedelta(days=offset)).date()
 
 
 def post(at: datetime, rng: random.Random) -> None:
@@ -56,7 +61,7 @@ def plain_balances(as_of: datetime | None) -> dict[str, int]:
 def moments() -> list[datetime | None]:
     """Now, before everything, and around each day boundary of the postings."""
     found: list[datetime | None] = [None, DAY - timedelta(days=30)]
-    for days in range(-1, 6):
+    for days in range(-2, 7):
         boundary = DAY + timedelta(days=days)
         found += [boundary - timedelta(microseconds=1), boundary, boundary + timedelta(hours=13)]
     return found
@@ -87,10 +92,14 @@ def assert_rollup_is_the_entries() -> None:
         days = {(a, d): (dr or 0, cr or 0) for a, d, dr, cr in cursor.fetchall()}
     assert {(r.account_id, r.day): (r.debits, r.credits) for r in AccountDay.objects.all()} == days
     totals: dict[int, tuple[int, int]] = {}
-    for (account, _), (debits, credits) in days.items():
+    months: dict[tuple[int, date], tuple[int, int]] = {}
+    for (account, on), (debits, credits) in days.items():
         before = totals.get(account, (0, 0))
         totals[account] = (before[0] + debits, before[1] + credits)
+        before = months.get((account, on.replace(day=1)), (0, 0))
+        months[(account, on.replace(day=1))] = (before[0] + debits, before[1] + credits)
     assert {t.account_id: (t.debits, t.credits) for t in AccountClosedTotal.objects.all()} == totals
+    assert {(m.account_id, m.month): (m.debits, m.credits) for m in AccountMonth.objects.all()} == months
 
 
 def test_balances_match_the_plain_sums_before_and_after_closing_and_back_dated_postings() -> None:
@@ -102,8 +111,8 @@ def test_balances_match_the_plain_sums_before_and_after_closing_and_back_dated_p
     post(DAY + timedelta(days=2) - timedelta(microseconds=1), rng)
     assert_exact()  # nothing closed: every entry summed
 
-    # when the first three days are closed
-    assert ledger_days_close(through=date(2026, 3, 12)) == date(2026, 3, 12)
+    # when the first three days are closed (the last two of March, the first of April)
+    assert ledger_days_close(through=day(2)) == day(2)
 
     # then every balance is the same, read from the closed days
     assert AccountDay.objects.exists()
@@ -122,7 +131,7 @@ def test_balances_match_the_plain_sums_before_and_after_closing_and_back_dated_p
     assert_exact()
 
     # when the rest is closed too, then reopened
-    ledger_days_close(through=date(2026, 3, 20))
+    ledger_days_close(through=day(10))
     assert_rollup_is_the_entries()
     assert_exact()
     ledger_days_reopen()
@@ -133,18 +142,18 @@ def test_balances_match_the_plain_sums_before_and_after_closing_and_back_dated_p
 
 def test_closing_again_or_with_nothing_to_close_changes_nothing() -> None:
     # given nothing posted
-    assert ledger_days_close(through=date(2026, 3, 12)) is None
+    assert ledger_days_close(through=day(2)) is None
 
     # given postings on two days, closed once
     rng = random.Random(3)
     post(DAY + timedelta(hours=1), rng)
     post(DAY + timedelta(days=1, hours=1), rng)
-    assert ledger_days_close(through=date(2026, 3, 11)) == date(2026, 3, 11)
+    assert ledger_days_close(through=day(1)) == day(1)
     rows = sorted(AccountDay.objects.values_list("account_id", "day", "debits", "credits"))
 
     # when closed again, through the same day or an earlier one
-    assert ledger_days_close(through=date(2026, 3, 11)) == date(2026, 3, 11)
-    assert ledger_days_close(through=date(2026, 3, 1)) == date(2026, 3, 11)
+    assert ledger_days_close(through=day(1)) == day(1)
+    assert ledger_days_close(through=day(-20)) == day(1)
 
     # then the rollup is as it was
     assert sorted(AccountDay.objects.values_list("account_id", "day", "debits", "credits")) == rows
@@ -182,8 +191,8 @@ def test_postings_racing_the_close_are_each_counted_once() -> None:
     def close() -> None:
         barrier.wait()
         try:
-            for day in range(10, 14):
-                ledger_days_close(through=date(2026, 3, day))
+            for offset in range(4):
+                ledger_days_close(through=day(offset))
         finally:
             connection.close()
 
@@ -193,6 +202,6 @@ def test_postings_racing_the_close_are_each_counted_once() -> None:
             done.result()
 
     # then the closed days hold every entry of theirs, once, and every balance is the plain sum
-    assert LedgerClosing.objects.get().closed_through == date(2026, 3, 13)
+    assert LedgerClosing.objects.get().closed_through == day(3)
     assert_rollup_is_the_entries()
     assert_exact()

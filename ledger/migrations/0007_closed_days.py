@@ -14,8 +14,8 @@ from django.db import migrations, models
 FORWARD = """
 INSERT INTO ledger_ledgerclosing (id, closed_through) VALUES (1, NULL);
 
--- After each statement that adds entries: those effective in a closed day go into that day's row and the account's
--- total, in the posting's own transaction. The others (all but back-dated postings) cost one read of one row.
+-- After each statement that adds entries: those effective in a closed day go into that day's row, its month's and the
+-- account's total, in the posting's own transaction. The others (all but back-dated postings) cost one read of one row.
 CREATE FUNCTION ledger_closed_days_add() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     closed_end timestamptz;
@@ -40,6 +40,14 @@ BEGIN
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (account_id, day) DO UPDATE
         SET debits = ledger_accountday.debits + excluded.debits, credits = ledger_accountday.credits + excluded.credits;
+    INSERT INTO ledger_accountmonth (account_id, month, debits, credits)
+    SELECT account_id, date_trunc('month', effective_at AT TIME ZONE 'UTC')::date,
+           coalesce(sum(amount) FILTER (WHERE side = 'D'), 0), coalesce(sum(amount) FILTER (WHERE side = 'C'), 0)
+    FROM added WHERE effective_at < closed_end
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (account_id, month) DO UPDATE
+        SET debits = ledger_accountmonth.debits + excluded.debits,
+            credits = ledger_accountmonth.credits + excluded.credits;
     INSERT INTO ledger_accountclosedtotal (account_id, debits, credits)
     SELECT account_id,
            coalesce(sum(amount) FILTER (WHERE side = 'D'), 0), coalesce(sum(amount) FILTER (WHERE side = 'C'), 0)
@@ -117,6 +125,30 @@ class Migration(migrations.Migration):
             options={
                 "indexes": [models.Index(fields=["day"], name="ledger_account_day_day_idx")],
                 "constraints": [models.UniqueConstraint(fields=("account", "day"), name="ledger_account_day_unique")],
+            },
+        ),
+        migrations.CreateModel(
+            name="AccountMonth",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("month", models.DateField()),
+                ("debits", models.BigIntegerField()),
+                ("credits", models.BigIntegerField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="ledger.account",
+                    ),
+                ),
+            ],
+            options={
+                "indexes": [models.Index(fields=["month"], name="ledger_account_month_month_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("account", "month"), name="ledger_account_month_unique")
+                ],
             },
         ),
         migrations.RunSQL(FORWARD, BACKWARD),

@@ -30,6 +30,6 @@ class Command(BaseCommand):
         # size, read whole by the trial balance). Rewritten compact (VACUUM FULL: an exclusive lock for the few
         # milliseconds a row per account takes) and analysed now, not whenever autovacuum comes by.
         with connection.cursor() as cursor:
-            cursor.execute("VACUUM FULL ANALYZE ledger_accountclosedtotal")
+            cursor.execute("VACUUM FULL ANALYZE ledger_accountclosedtotal, ledger_accountmonth")
             cursor.execute("VACUUM ANALYZE ledger_accountday")
         self.stdout.write(f"Ledger days closed through {closed} ({time.monotonic() - started:.1f} s).")
