@@ -7,13 +7,17 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
+from celery.schedules import crontab
+from django.conf import settings
 from django.db import connection
 
 from ledger.models import AccountClosedTotal, AccountDay, AccountMonth, AccountType, LedgerClosing, Side
 from ledger.selectors import account_balances, signed_balance, trial_balances
 from ledger.services import AccountRef, Line, journal_post, ledger_days_close, ledger_days_reopen
+from tests.conftest import wait_until
 
 # The close runs its own durable transactions.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -205,3 +209,21 @@ def test_postings_racing_the_close_are_each_counted_once() -> None:
     assert LedgerClosing.objects.get().closed_through == day(3)
     assert_rollup_is_the_entries()
     assert_exact()
+
+
+def test_the_nightly_beat_entry_closes_yesterday_on_a_real_worker(celery_worker_app: Any) -> None:
+    from config.schedule import BEAT_SCHEDULE
+
+    # given a posting two days ago
+    post(datetime.now(UTC) - timedelta(days=2), random.Random(9))
+    entry = BEAT_SCHEDULE["ledger-days-close"]
+    assert entry["schedule"] == crontab(hour=0, minute=20)
+    assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "maintenance"}  # the Procfile's worker serves it
+
+    # when beat's entry fires (sent by name, through Redis, as beat sends it)
+    celery_worker_app.send_task(entry["task"])
+
+    # then the worker closes the days through yesterday
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    wait_until(lambda: LedgerClosing.objects.filter(closed_through=yesterday).exists())
+    assert_rollup_is_the_entries()
