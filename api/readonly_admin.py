@@ -73,6 +73,38 @@ def one_id(rows: QuerySet[Any]) -> Subquery:
     return Subquery(rows.values("pk")[:1])
 
 
+class IndexedValuesFilter(admin.AllValuesFieldListFilter):
+    """Django's filter on a field's values, listing them by walking an index that starts with the field (a loose
+    index scan: one index probe per distinct value, a recursive query) where Django's SELECT DISTINCT reads every row
+    of the table (0.6 s for a webhook type over two million events), on every page of the list. The field must lead
+    an index: that index serves the filter itself as well."""
+
+    def __init__(
+        self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        table = connection.ops.quote_name(model._meta.db_table)
+        column = connection.ops.quote_name(field.column)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                WITH RECURSIVE value AS (
+                    (SELECT {column} AS v FROM {table} WHERE {column} IS NOT NULL ORDER BY {column} LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT {column} FROM {table} WHERE {column} > value.v ORDER BY {column} LIMIT 1)
+                    FROM value WHERE value.v IS NOT NULL
+                )
+                SELECT v FROM value WHERE v IS NOT NULL
+                """  # noqa: S608 - only the model's own table and column names, quoted, are formatted in
+            )
+            values: list[Any] = [row[0] for row in cursor.fetchall()]
+            if field.null:
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} IS NULL)")  # noqa: S608 - same
+                if cursor.fetchone()[0]:
+                    values.append(None)
+        self.lookup_choices = values  # type: ignore[assignment]  # iterated only, as Django's queryset is
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over the whole table on every page
     paginator = EstimatedCountPaginator

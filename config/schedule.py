@@ -24,6 +24,13 @@ BEAT_SCHEDULE = {
         "task": "api.idempotency_keys_purge",
         "schedule": crontab(minute=17),
     },
+    # Nightly at 00:20 UTC, once yesterday is over: its entries are rolled up per account (ledger/models.py, "Closed
+    # days"), so that balances and the trial balance sum one day's entries, not a year's. A missed night is caught
+    # up by the next one; the balances are exact either way.
+    "ledger-days-close": {
+        "task": "ledger.days_close",
+        "schedule": crontab(hour=0, minute=20),
+    },
     # Nightly at 01:30 UTC: the ledger sums to zero per currency, every wallet equals its ledger accounts, every
     # captured order has its one pay-in (DESIGN.md "Reconciliation"). At night because it reads whole tables on one
     # held snapshot; a violation is logged at ERROR and kept for the finance console, seen at the start of the day.

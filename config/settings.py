@@ -186,6 +186,7 @@ CELERY_TASK_ROUTES = {
         "payments.recovery_sweep": "maintenance",
         "api.idempotency_keys_purge": "maintenance",
         "reconciliation.ledger_check": "maintenance",
+        "ledger.days_close": "maintenance",
         "reconciliation.nightly": "maintenance",
     }.items()
 }

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 from ledger.errors import AccountMismatch, InvalidPosting, PostingConflict, UnbalancedPosting
-from ledger.models import Account, AccountType, Entry, JournalTransaction, Side
+from ledger.models import Account, AccountType, Entry, JournalTransaction, LedgerClosing, Side
 
 
 @dataclass(frozen=True)
@@ -254,3 +255,81 @@ def lines_check(lines: Sequence[Line]) -> None:
     if unbalanced:
         detail = ", ".join(f"{currency} debits - credits = {amount}" for currency, amount in sorted(unbalanced.items()))
         raise UnbalancedPosting(f"each currency must balance on its own: {detail}")
+
+
+# --- Closed days (models.py, "Closed days") ---------------------------------------------------------------------------
+
+# Waiting longer for the entries' lock would hold every posting queued behind the close: it gives up, and the next
+# run tries again. The balances stay exact meanwhile, only longer to sum.
+_CLOSE_LOCK_TIMEOUT = "2s"
+
+# One day's movements of every account that moved, into its day row, its month's and its account's total.
+_CLOSE_DAY = """
+WITH moved AS (
+    INSERT INTO ledger_accountday (account_id, day, debits, credits)
+    SELECT account_id, %(day)s::date,
+           coalesce(sum(amount) FILTER (WHERE side = 'D'), 0), coalesce(sum(amount) FILTER (WHERE side = 'C'), 0)
+    FROM ledger_entry
+    WHERE effective_at >= %(day)s::date::timestamp AT TIME ZONE 'UTC'
+      AND effective_at < (%(day)s::date + 1)::timestamp AT TIME ZONE 'UTC'
+    GROUP BY account_id
+    RETURNING account_id, debits, credits
+), months AS (
+    INSERT INTO ledger_accountmonth (account_id, month, debits, credits)
+    SELECT account_id, date_trunc('month', %(day)s::date)::date, debits, credits FROM moved ORDER BY account_id
+    ON CONFLICT (account_id, month) DO UPDATE
+        SET debits = ledger_accountmonth.debits + excluded.debits,
+            credits = ledger_accountmonth.credits + excluded.credits
+)
+INSERT INTO ledger_accountclosedtotal (account_id, debits, credits)
+SELECT account_id, debits, credits FROM moved ORDER BY account_id
+ON CONFLICT (account_id) DO UPDATE
+    SET debits = ledger_accountclosedtotal.debits + excluded.debits,
+        credits = ledger_accountclosedtotal.credits + excluded.credits
+"""
+
+
+def ledger_days_close(*, through: date | None = None) -> date | None:
+    """Roll the entries up, day by day, through ``through`` (default: yesterday, UTC), and return the last closed
+    day. Only days that are over: a day closed early would send each of its later postings through the back-dated
+    path (the trigger), which updates rows every posting shares. Each day is its own short transaction, under a
+    SHARE lock on the entries: postings in flight finish first, and new ones wait the few milliseconds it takes, so
+    no entry of the day is missed or counted twice. Safe to run twice or at once: each day moves the boundary from
+    the value it read, or does nothing."""
+    last = through or (datetime.now(UTC).date() - timedelta(days=1))
+    while True:
+        with transaction.atomic(durable=True), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{_CLOSE_LOCK_TIMEOUT}'")
+            cursor.execute("LOCK TABLE ledger_entry IN SHARE MODE")
+            closed = _closing_locked(cursor)
+            if closed is None:
+                cursor.execute("SELECT (min(effective_at) AT TIME ZONE 'UTC')::date FROM ledger_entry")
+                first = cursor.fetchone()[0]
+                if first is None or first > last:
+                    return None
+                day = first
+            else:
+                day = closed + timedelta(days=1)
+            if day > last:
+                return closed
+            cursor.execute(_CLOSE_DAY, {"day": day})
+            LedgerClosing.objects.filter(pk=1).update(closed_through=day)
+
+
+def ledger_days_reopen() -> None:
+    """Forget every closed day: balances read all entries again until the next ``ledger_days_close``. For a bulk
+    load that wrote entries with the database's triggers off (``seed_volume``), which the rollup would not see."""
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE ledger_entry IN SHARE MODE")
+        _closing_locked(cursor)
+        cursor.execute("DELETE FROM ledger_accountday")
+        cursor.execute("DELETE FROM ledger_accountmonth")
+        cursor.execute("DELETE FROM ledger_accountclosedtotal")
+        LedgerClosing.objects.filter(pk=1).update(closed_through=None)
+
+
+def _closing_locked(cursor: CursorWrapper) -> date | None:
+    """The closed boundary, its row locked: two closes at once move it one after the other. The row is created by
+    migration 0007, and again here if it is gone (a test database is flushed between some tests)."""
+    cursor.execute("INSERT INTO ledger_ledgerclosing (id, closed_through) VALUES (1, NULL) ON CONFLICT DO NOTHING")
+    return LedgerClosing.objects.select_for_update().get(pk=1).closed_through

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from api.admin_actions import with_form
-from api.readonly_admin import ReadOnlyAdmin, ReadOnlyInline, one_id
+from api.readonly_admin import IndexedValuesFilter, ReadOnlyAdmin, ReadOnlyInline, one_id
 from audit.admin import audit_html
 from audit.services import audit_record
 from payments.errors import NothingToPayOut, OrderNotCaptured, PayoutAccountMissing
@@ -93,10 +93,11 @@ class DisputeAllocationInline(ReadOnlyInline):
 @admin.register(PaymentEvent)
 class PaymentEventAdmin(ReadOnlyAdmin):
     list_display = ["payment_id", "checkout_id", "buyer_id", "client", "created_at"]
+    # No date_hierarchy on the big tables: its year and month links are a SELECT DISTINCT date_trunc(...) over every
+    # row, on every page (0.4 s here, 1.6 s over the webhook inbox).
     list_filter = ["client"]
     list_select_related = ["client"]
     search_fields = ["payment_id__exact", "checkout_id__exact", "buyer_id__exact", "orders__payment_order_id__exact"]
-    date_hierarchy = "created_at"
     inlines = [PaymentOrderInline]
 
 
@@ -121,7 +122,7 @@ class OverdueFilter(admin.SimpleListFilter):
 class PaymentOrderAdmin(ReadOnlyAdmin):
     list_display = ["payment_order_id", "event", "seller", "amount", "status", "failure_code", "created_at"]
     list_filter = [OverdueFilter, "status", "amount_currency"]
-    list_select_related = ["event"]
+    list_select_related = ["event", "seller"]
     # Exact matches (ids are case-sensitive; "=" would mean iexact, UPPER() on the column, which no index serves),
     # each on an index of this table; the payment's id through a subquery (see get_search_results).
     search_fields = ["payment_order_id__exact", "psp_reference__exact", "psp_token__exact", "seller__exact"]
@@ -217,9 +218,13 @@ class PayoutAdmin(ReadOnlyAdmin):
         "created_at",
         "paid_at",
     ]
-    list_filter = ["status", "currency", "payout_currency"]
+    list_filter = [
+        "status",
+        ("currency", IndexedValuesFilter),
+        ("payout_currency", IndexedValuesFilter),
+        ("created_at", admin.DateFieldListFilter),  # on its index, instead of date_hierarchy's DISTINCT
+    ]
     search_fields = ["payout_id__exact", "psp_reference__exact", "seller__exact"]
-    date_hierarchy = "created_at"
 
 
 @admin.register(WebhookEvent)
@@ -227,9 +232,12 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     """The inbox as it arrived: raw body, how often it was delivered, what processing made of it."""
 
     list_display = ["event_id", "type", "object_id", "received_at", "deliveries", "processed_at", "attempts", "outcome"]
-    list_filter = ["psp", "type", ("processed_at", admin.EmptyFieldListFilter)]
+    list_filter = [
+        ("psp", IndexedValuesFilter),
+        ("type", IndexedValuesFilter),
+        ("processed_at", admin.EmptyFieldListFilter),
+    ]
     search_fields = ["event_id__exact", "object_id__exact"]
-    date_hierarchy = "received_at"
 
 
 @admin.register(DeadLetter)

@@ -290,6 +290,9 @@ class WebhookEvent(models.Model):
             models.Index(fields=["object_id"], name="webhook_event_object_idx"),
             # The waiting ones, in arrival order: what a drain claims next, and what the console lists.
             models.Index(fields=["id"], condition=models.Q(processed_at__isnull=True), name="webhook_event_open_idx"),
+            # The console's filters by PSP and by type: their choices are read from these, value by value.
+            models.Index(fields=["psp"], name="webhook_event_psp_idx"),
+            models.Index(fields=["type"], name="webhook_event_type_idx"),
         ]
 
     def __str__(self) -> str:

@@ -71,6 +71,9 @@ class Payout(ConcurrentTransitionMixin, models.Model):
             models.Index(
                 fields=["psp_reference"], condition=~models.Q(psp_reference=""), name="payout_psp_reference_idx"
             ),
+            # The console's currency filters: their choices are read from these, value by value.
+            models.Index(fields=["currency"], name="payout_currency_idx"),
+            models.Index(fields=["payout_currency"], name="payout_payout_currency_idx"),
         ]
         permissions = [("trigger_payout", "Can pay a seller out now")]
 

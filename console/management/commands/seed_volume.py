@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from console.volume import Step, volume_seed
@@ -65,3 +66,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"  - {describe_violation(violation)}")
             raise CommandError(f"ledger check run #{run.pk}: {run.violation_count} violation(s) in the loaded data")
         self.stdout.write(self.style.SUCCESS(f"Ledger check run #{run.pk}: no violations ({seconds:.1f} s)."))
+        # The load wrote its entries with the triggers off, the closed days' one included: the days are rolled up
+        # again from the entries, as the nightly close would have done them.
+        call_command("ledger_close", "--reopen", stdout=self.stdout)
