@@ -17,8 +17,8 @@ from api.throttles import throttle
 from audit.models import SecurityEvent
 
 # Every request authenticates, and the lookup was an eighth of a payment's cost. Keys are looked up at most once per
-# API_KEY_CACHE_SECONDS per process, so a revoked key stops working within that time everywhere. A rotated key's end
-# (expires_at) is checked on every request, cached or not.
+# API_KEY_CACHE_SECONDS per process, so a revoked key, or a rotated one whose overlap has ended, stops working within
+# that time everywhere (the cached row carries the state it was read with).
 _keys_by_hash: dict[str, tuple[float, ApiKey]] = {}
 _CACHE_LIMIT = 10_000
 

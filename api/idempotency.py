@@ -79,11 +79,13 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
             )
             if cursor.fetchone() is None:
                 raise _AlreadyAnswered
-    except (ApiError, ValidationError, _AlreadyAnswered):
+    except (ApiError, ValidationError, _AlreadyAnswered) as exc:
         # Outside the rolled-back transaction: a stored answer for this key, committed by an earlier request.
         stored = _live_stored(client.pk, key)
         if stored is None:
             raise
+        if isinstance(exc, ApiError):
+            exc.after_refusal(request)  # what a refusal records stays true, even when the repeat gets its answer
         return _replay(fingerprint, *stored)
     return _json_response(body, response.status_code)
 

@@ -53,7 +53,7 @@ class ApiKey(models.Model):
     # Set when the key is rotated: the old key keeps working until then, so storefronts can deploy the new one.
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    replaced_by = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    replaced_by = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         verbose_name = "API key"

@@ -61,7 +61,7 @@ def api_client_create(*, name: str, scopes: Iterable[str] | None = None) -> Issu
 def api_key_issue(*, client: ApiClient, scopes: Iterable[str] | None, actor: str, reason: str = "") -> IssuedKey:
     """An extra key for a client (another system of the same storefront, with narrower scopes)."""
     granted = _scopes(scopes)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         issued = _issue(client, granted)
         audit_record(
             actor=actor,
@@ -79,7 +79,7 @@ def api_key_rotate(*, key_id: int, overlap: timedelta, actor: str, reason: str =
     all), so the storefront can deploy the new key before the old one stops."""
     if overlap < timedelta(0):
         raise InvalidInput("The overlap cannot be negative.", code="field_invalid", field="overlap")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # Locked: two rotations of one key at once would leave two successors, both live.
         old = ApiKey.objects.select_for_update().select_related("client").get(pk=key_id)
         if old.replaced_by_id is not None or not old.usable():
@@ -102,7 +102,7 @@ def api_key_rotate(*, key_id: int, overlap: timedelta, actor: str, reason: str =
 
 def api_key_revoke(*, key_id: int, actor: str, reason: str = "") -> ApiKey:
     """Stop a key now (a leaked key). Every web process notices within API_KEY_CACHE_SECONDS."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         key = ApiKey.objects.select_for_update().get(pk=key_id)
         if key.revoked_at is None:
             key.revoked_at = timezone.now()

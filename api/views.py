@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from api.authentication import client_of
 from api.events import client_ip
 from api.idempotency import idempotent_post
-from api.models import Scope
+from api.models import ApiKey, Scope
 from api.throttles import throttle
 
 
@@ -43,9 +43,15 @@ class ApiView(APIView):
     def required_scope(self, method: str | None) -> str:
         return Scope.READ if method in ("GET", "HEAD", "OPTIONS") else self.write_scope
 
+    def check_permissions(self, request: Request) -> None:
+        # Throttled before the scope is checked: a leaked key without the scope must not probe without limit.
+        if isinstance(request.auth, ApiKey):
+            client = client_of(request)
+            throttle(request, {"client": str(client.pk), "ip": client_ip(request)}, actor=client.actor, batched=True)
+        super().check_permissions(request)
+
     def check_throttles(self, request: Request) -> None:
-        client = client_of(request)
-        throttle(request, {"client": str(client.pk), "ip": client_ip(request)}, actor=client.actor, batched=True)
+        """Done in check_permissions, before the scope check."""
 
 
 class IdempotentCreateApiView(ApiView):

@@ -334,8 +334,10 @@ API_THROTTLE_LIMITS = {
 }
 # How many proxies in front of the web server append to X-Forwarded-For; 0: the calling address is REMOTE_ADDR.
 API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0)
-# Security events (audit.SecurityEvent) recorded per kind and source per minute; the rest are only counted.
+# Security events (audit.SecurityEvent) recorded per kind and source (address; IPv6 by /64) per minute, and per kind
+# from all sources; the rest are only counted.
 SECURITY_EVENTS_PER_SOURCE_PER_MINUTE = env_int("SECURITY_EVENTS_PER_SOURCE_PER_MINUTE", 10)
+SECURITY_EVENTS_PER_KIND_PER_MINUTE = env_int("SECURITY_EVENTS_PER_KIND_PER_MINUTE", 100)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],

@@ -286,3 +286,53 @@ def test_the_database_refuses_to_edit_a_security_event(make_api: Callable[[str |
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> None:
     authentication.forget_cached_keys()
+
+
+def test_a_key_refused_for_its_scope_is_throttled_too(
+    issued_key: IssuedKey, make_api: Callable[[str | None], Any], limits: Callable[..., None]
+) -> None:
+    from api.services import api_key_issue
+
+    limits(client=2)
+    reader = make_api(api_key_issue(client=issued_key.client, scopes=["read"], actor="test").key)
+
+    answers = [reader.post("/v1/payments", data="{}", content_type="application/json") for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [403, 403, 429, 429]
+
+
+def test_retries_of_a_created_payment_do_not_count_against_its_buyer(
+    post_payment: Callable[..., Any], limits: Callable[..., None]
+) -> None:
+    limits(buyer=2)
+    body = payment_for("buyer_patient")
+
+    retried = [post_payment(body, key="same-key") for _ in range(3)]
+    second = post_payment(payment_for("buyer_patient"))
+    third = post_payment(payment_for("buyer_patient"))
+
+    assert [a.status_code for a in retried] == [201, 201, 201]
+    assert (second.status_code, third.status_code) == (201, 429)
+
+
+def test_what_a_caller_sends_is_stored_with_card_numbers_masked(make_api: Callable[[str | None], Any]) -> None:
+    make_api("mpk_nopenopenopenope").get("/v1/payments/4242424242424242")
+
+    (event,) = events("auth_failed")
+    assert "4242424242424242" not in event.path
+    assert event.path.startswith("/v1/payments/")
+
+
+def test_a_flood_from_many_addresses_is_capped_per_kind(settings: Any) -> None:
+    from audit.services import security_event_record
+
+    settings.SECURITY_EVENTS_PER_KIND_PER_MINUTE = 7
+    for n in range(20):
+        security_event_record(kind="auth_failed", ip=f"198.51.100.{n}")
+    # addresses that rotate inside one IPv6 /64 are one source
+    settings.SECURITY_EVENTS_PER_KIND_PER_MINUTE = 100
+    for n in range(20):
+        security_event_record(kind="throttled", ip=f"2001:db8:1:2::{n:x}")
+
+    assert len(events("auth_failed")) == 7
+    assert len(events("throttled")) == settings.SECURITY_EVENTS_PER_SOURCE_PER_MINUTE

@@ -1,5 +1,5 @@
 """A client may hold several keys (a rotation's overlap), each with its scopes. Existing keys move over with every
-scope, so no storefront loses access."""
+scope, so no storefront loses access. Irreversible: a client has one key column no more."""
 
 import django.contrib.postgres.fields
 import django.db.models.deletion
@@ -30,14 +30,14 @@ class Migration(migrations.Migration):
                 ('expires_at', models.DateTimeField(blank=True, null=True)),
                 ('revoked_at', models.DateTimeField(blank=True, null=True)),
                 ('client', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='keys', to='api.apiclient')),
-                ('replaced_by', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='api.apikey')),
+                ('replaced_by', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='api.apikey')),
             ],
             options={
                 'verbose_name': 'API key',
                 'constraints': [models.CheckConstraint(condition=models.Q(('scopes__contained_by', ['read', 'write', 'refunds', 'payouts']), models.Q(('scopes', []), _negated=True)), name='api_key_scopes_known')],
             },
         ),
-        migrations.RunSQL(COPY_KEYS, migrations.RunSQL.noop),
+        migrations.RunSQL(COPY_KEYS),  # irreversible: the keys' hashes have nowhere to go back to
         migrations.RemoveField(
             model_name='apiclient',
             name='key_hash',

@@ -35,7 +35,7 @@ from wallets.selectors import wallet_balances
 def payment_attempt_throttle(request: Request, buyer: BuyerInfo, payment_method_token: str) -> None:
     """Card testing shows as many payments from one buyer or address, or one token tried again and again. Counted
     per client: two storefronts' buyer ids are different people. Runs after validation and inside the idempotency
-    transaction, so a refusal stores nothing and a replay of an earlier success is not counted."""
+    transaction, so a refusal stores nothing."""
     client = client_of(request)
     throttle(
         request,
@@ -69,8 +69,10 @@ class PaymentCreateApi(IdempotentCreateApiView):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         arguments = payment_create_arguments(request.data)
-        payment_attempt_throttle(request, arguments["buyer"], arguments["payment_method_token"])
         event = payment_create(client=client_of(request), **arguments)
+        # After the rows: a retry of a payment that exists fails there (its order ids are taken) and gets the stored
+        # answer, uncounted. A refusal here rolls the rows back with the rest of the transaction.
+        payment_attempt_throttle(request, arguments["buyer"], arguments["payment_method_token"])
         return Response(payment_representation(event), status=201)
 
 
@@ -96,6 +98,8 @@ class CheckoutCreateApi(IdempotentCreateApiView):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         arguments = checkout_create_arguments(request.data)
+        # Before the service, which registers the checkout at the PSP: a refused one must cost the PSP nothing. So a
+        # retry of a checkout counts against its buyer, unlike a payment's.
         payment_attempt_throttle(request, arguments["buyer"], "")
         event = checkout_create(client=client_of(request), **arguments)
         return Response(payment_representation(event), status=201)

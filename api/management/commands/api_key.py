@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from api.errors import ApiError
@@ -39,12 +40,17 @@ class Command(BaseCommand):
         try:
             if operation == "revoke":
                 api_key_revoke(key_id=keys[0].pk, actor=actor, reason=reason)
-                self.stdout.write(f"Key {prefix}… revoked.")
+                wait = settings.API_KEY_CACHE_SECONDS
+                self.stdout.write(f"Key {prefix}… revoked: refused everywhere within {wait} s.")
                 return
             issued = api_key_rotate(
                 key_id=keys[0].pk, overlap=timedelta(hours=overlap_hours), actor=actor, reason=reason
             )
         except ApiError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"Key {prefix}… ends in {overlap_hours} h. The new key, shown this once only:\n")
+        wait = settings.API_KEY_CACHE_SECONDS
+        self.stdout.write(
+            f"Key {prefix}… ends in {overlap_hours} h (every web process notices within {wait} s after that). "
+            "The new key, shown this once only:\n"
+        )
         self.stdout.write(issued.key)
