@@ -46,7 +46,7 @@ SELECT s.line_no, s.balance_transaction_id AS txn, s.reporting_category AS categ
        ex.exp IS NULL AS currency_unknown,
        s.source_id, s.payment_intent_id, s.payment_order_id, s.payment_id, s.refund_id, s.payout_id,
        s.available_on_utc
-FROM {stage} s
+FROM ({split}) s
 LEFT JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = upper(s.currency)
 ) t
 """

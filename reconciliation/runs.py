@@ -180,13 +180,13 @@ def _attempt(
             "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
             [settings.RECONCILIATION_WORK_MEM],
         )
-        ingest.stage_table_create(cursor, tables.stage)
         staged = ingest.file_stage(cursor, table=tables.stage, stream=stream, progress=lambda n: progress("ingest", n))
         if previous == (RunStatus.SUCCEEDED, staged.checksum):
             return True
         run.file_checksum = staged.checksum
         lap("ingest")
-        cursor.execute(tables.format(matching.LINES), common)
+        cursor.execute(tables.format(matching.LINES, split=ingest.split_query(tables.stage, staged)), common)
+        staged.lines += cursor.rowcount
         cursor.execute(tables.format(matching.MALFORMED))
         for line_no, error in cursor.fetchall():
             staged.reject(line_no, error)
