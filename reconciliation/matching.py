@@ -65,16 +65,9 @@ RETURNING line_no,
 # Our items not yet settled. booked_at: when our books recorded the movement, which decides whether its absence from
 # the file is timing or missing at the PSP. What each item is made of (a charge's orders) is not carried here: only the
 # findings show it, and MISMATCHES looks it up for those few; an ordered aggregate over every captured order sorted
-# them all, at every run.
-OURS = """
-SELECT 'charge' AS category, o.psp_reference AS key, o.amount_currency AS currency,
-       sum((o.amount * power(10::numeric, ex.exp))::bigint)::bigint AS amount, max(o.captured_at) AS booked_at
-FROM payments_paymentorder o
-JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = o.amount_currency
-WHERE o.status = ANY(%(captured)s) AND o.psp_reference <> ''
-GROUP BY o.psp_reference, o.amount_currency
-UNION ALL
-SELECT 'refund', r.refund_id, r.currency, -r.amount, r.created_at
+# them all, at every run. The charges come first (OURS), the others after (OURS_OTHER).
+OURS_OTHER = """
+SELECT 'refund' AS category, r.refund_id AS key, r.currency, -r.amount AS amount, r.created_at AS booked_at
 FROM payments_refund r
 WHERE r.status <> 'FAILED' OR r.psp_reference <> ''
 UNION ALL
@@ -93,6 +86,16 @@ SELECT 'dispute_reversal', d.psp_dispute_id, d.currency, d.amount + d.fee, d.clo
 FROM payments_dispute d
 WHERE d.status = 'WON'
 """
+
+OURS = """
+SELECT 'charge' AS category, o.psp_reference AS key, o.amount_currency AS currency,
+       sum((o.amount * power(10::numeric, ex.exp))::bigint)::bigint AS amount, max(o.captured_at) AS booked_at
+FROM payments_paymentorder o
+JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = o.amount_currency
+WHERE o.status = ANY(%(captured)s) AND o.psp_reference <> ''
+GROUP BY o.psp_reference, o.amount_currency
+UNION ALL
+{ours_other}""".replace("{ours_other}", OURS_OTHER)
 
 # A line whose balance transaction a previous run settled is not this run's (the same line in a later file, a file
 # run again): it is neither matched nor a finding.
@@ -160,14 +163,25 @@ WHERE c.txn IS NOT NULL OR o.booked_at <= %(cutoff)s
 """.replace("{ours}", OURS)
 
 # What the PSP still owes us by our records, per currency: our items it has not settled yet.
+# The charges are summed order by order (a charge's amount is its orders'), each order's charge looked up among the
+# settled items: grouping every captured order by its charge first, as the matching must, cost seconds here for a
+# total that is the same.
 OUTSTANDING = """
 SELECT o.currency, sum(o.amount)
-FROM ({ours}) o
+FROM (
+    SELECT 'charge' AS category, o.psp_reference AS key, o.amount_currency AS currency,
+           (o.amount * power(10::numeric, ex.exp))::bigint AS amount
+    FROM payments_paymentorder o
+    JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = o.amount_currency
+    WHERE o.status = ANY(%(captured)s) AND o.psp_reference <> ''
+    UNION ALL
+    SELECT category, key, currency, amount FROM ({ours_other}) other
+) o
 WHERE NOT EXISTS (
     SELECT 1 FROM reconciliation_settleditem si WHERE si.psp = %(psp)s AND si.category = o.category AND si.key = o.key
 )
 GROUP BY o.currency
-""".replace("{ours}", OURS)
+""".replace("{ours_other}", OURS_OTHER)
 
 TOTALS = """
 SELECT result, currency, count(*), coalesce(sum(psp_amount), 0), coalesce(sum(our_amount), 0)
