@@ -108,8 +108,9 @@ WHERE EXISTS (
 
 # A line repeating an earlier one's balance transaction, or its key (the same charge settled twice), is a duplicate:
 # ``copy`` numbers the repetitions of a balance transaction (the finding's natural key), and a duplicate matches
-# nothing. The repeated balance transactions and keys are found by two narrow aggregates, and only their few lines are
-# numbered: numbering every line sorted the whole table twice, once per window.
+# nothing. The repeated balance transactions and keys are found by two narrow aggregates, over their 32-bit hashes
+# (integers group faster than text; a collision only adds a line to those numbered, by their exact values), and only
+# those few lines are numbered: numbering every line sorted the whole table twice, once per window.
 DUPLICATES = """
 UPDATE {lines} l
 SET copy = d.txn_n, duplicate = true, match_key = NULL
@@ -119,9 +120,9 @@ FROM (
            CASE WHEN r.key IS NULL THEN 1
                 ELSE row_number() OVER (PARTITION BY r.category, r.key ORDER BY r.line_no) END AS key_n
     FROM {lines} r
-    WHERE r.txn IN (SELECT txn FROM {lines} GROUP BY txn HAVING count(*) > 1)
-       OR (r.category, r.key) IN (
-           SELECT category, key FROM {lines} WHERE key IS NOT NULL GROUP BY category, key HAVING count(*) > 1
+    WHERE hashtext(r.txn) IN (SELECT hashtext(txn) FROM {lines} GROUP BY 1 HAVING count(*) > 1)
+       OR hashtext(r.category || ':' || r.key) IN (
+           SELECT hashtext(category || ':' || key) FROM {lines} WHERE key IS NOT NULL GROUP BY 1 HAVING count(*) > 1
        )
 ) d
 WHERE d.line_no = l.line_no AND (d.txn_n > 1 OR d.key_n > 1)
