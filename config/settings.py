@@ -281,9 +281,9 @@ RECONCILIATION_AUTO_ADJUST_LIMIT = env_decimal_map("RECONCILIATION_AUTO_ADJUST_L
 # this is a fee difference.
 PSP_FEE_PERCENT = env_decimal("PSP_FEE_PERCENT", "2.9")
 PSP_FEE_FIXED = env_int("PSP_FEE_FIXED", 30)
-# PostgreSQL's work_mem for a run's own transaction (SET LOCAL): its joins, sorts and aggregates over a whole file
-# then run in memory instead of spilling to disk in batches (a million-line night needs about 100 MB per operation; the
-# server's default suits the many small queries of the API).
+# PostgreSQL's work_mem for a run's own transaction and the ledger check's (SET LOCAL): their joins, sorts and
+# aggregates over a whole file or table then run in memory instead of spilling to disk in batches (a million-line night
+# needs about 100 MB per operation; the server's default suits the many small queries of the API).
 RECONCILIATION_WORK_MEM = env_str("RECONCILIATION_WORK_MEM", "128MB")
 # Nightly run time (UTC) for every PSP in RECONCILIATION_PSPS, for the day before.
 RECONCILIATION_PSPS = env_list("RECONCILIATION_PSPS", ["stripe"])

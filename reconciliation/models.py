@@ -96,7 +96,12 @@ class SettledItem(models.Model):
     category = models.CharField(max_length=32)
     key = models.CharField(max_length=255)
     balance_transaction_id = models.CharField(max_length=255)
-    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # The run that settled it. No database foreign key: only a run writes these rows, a million on a busy night, each
+    # naming that run, whose row it holds locked (FOR UPDATE), and runs are never deleted (the console is read-only,
+    # PROTECT in the ORM); the key's check, a query per row at commit, cost a run seconds and guarded nothing.
+    run = models.ForeignKey(
+        ReconciliationRun, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
 
     class Meta:
         # The ids first: a payment's page looks its items up by key, the console's search by balance transaction,

@@ -87,9 +87,12 @@ class _Tables:
         base = f"recon_{run.pk}_{run.attempts}"
         return cls(f"{base}_stage", f"{base}_lines", f"{base}_results")
 
-    def format(self, statement: str) -> sql.Composed:
+    def format(self, statement: str, **more: sql.Composable) -> sql.Composed:
         return sql.SQL(statement).format(
-            stage=sql.Identifier(self.stage), lines=sql.Identifier(self.lines), results=sql.Identifier(self.results)
+            stage=sql.Identifier(self.stage),
+            lines=sql.Identifier(self.lines),
+            results=sql.Identifier(self.results),
+            **more,
         )
 
 
@@ -171,19 +174,27 @@ def _attempt(
         **_window(run.settlement_date),
     }
     with connection.cursor() as cursor:
-        # For this transaction only (see the setting).
-        cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.RECONCILIATION_WORK_MEM])
-        ingest.stage_table_create(cursor, tables.stage)
+        # For this transaction only (see the setting). No JIT: compiling the run's few big statements took longer
+        # than it saved on them (over a second each, at a million lines), their work being scans, hashes and copies.
+        cursor.execute(
+            "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
+            [settings.RECONCILIATION_WORK_MEM],
+        )
         staged = ingest.file_stage(cursor, table=tables.stage, stream=stream, progress=lambda n: progress("ingest", n))
         if previous == (RunStatus.SUCCEEDED, staged.checksum):
             return True
         run.file_checksum = staged.checksum
         lap("ingest")
-        cursor.execute(tables.format(matching.LINES), common)
+        cursor.execute(tables.format(matching.LINES, split=ingest.split_query(tables.stage, staged)), common)
+        staged.lines += cursor.rowcount
         cursor.execute(tables.format(matching.MALFORMED))
         for line_no, error in cursor.fetchall():
             staged.reject(line_no, error)
         staged.malformed_lines.sort(key=lambda item: int(str(item["line"])))
+        cursor.execute(tables.format(matching.SETTLED_BEFORE), common)
+        cursor.execute(tables.format(matching.DUPLICATES))
+        # The join below is planned from these statistics: without them, a table just written looks tiny.
+        cursor.execute(tables.format("ANALYZE {lines}"))
         lap("type")
         cursor.execute(tables.format(matching.RESULTS), common)
         cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))

@@ -107,51 +107,60 @@ ORDER BY w.id
 LIMIT %(limit)s
 """
 
-# Both directions in one pass: captured orders without exactly one pay-in, and pay-ins whose reference is not a
-# captured order (an order never charged, or no order at all). (kind, reference) is unique, so "more than one" cannot
-# happen today; counting keeps the check true to its name should that constraint ever go.
-_PAYINS_OFF_ORDERS = """
-WITH payins AS (
-    SELECT reference, count(*) AS postings
-    FROM ledger_journaltransaction
-    WHERE kind = %(kind)s
-    GROUP BY reference
-)
-SELECT coalesce(o.payment_order_id, p.reference), o.status, coalesce(p.postings, 0),
-       count(*) OVER () AS total
-FROM payments_paymentorder o
-FULL JOIN payins p ON p.reference = o.payment_order_id
-WHERE (o.status = ANY(%(captured)s) AND coalesce(p.postings, 0) <> 1)
-   OR (p.reference IS NOT NULL AND (o.id IS NULL OR o.status <> ALL(%(captured)s)))
-ORDER BY 1
-LIMIT %(limit)s
-"""
-
-
-# A pay-in's gross is what it debits (PSP clearing, its one debit line); the order's amount, in minor units of its
-# currency, is its MoneyField scaled by the currency's ISO 4217 exponent (passed in: PostgreSQL does not know it).
-_PAYIN_AMOUNTS_OFF_ORDERS = """
-WITH payins AS (
+# The two pay-in checks in one pass over the pay-ins: their entries grouped by journal (an integer, in the entries'
+# order) and the journals by reference, then one FULL JOIN with the orders.
+# - Both directions: captured orders without exactly one pay-in, and pay-ins whose reference is not a captured order
+#   (an order never charged, or no order at all). (kind, reference) is unique, so "more than one" cannot happen
+#   today; counting keeps the check true to its name should that constraint ever go.
+# - Amounts: a pay-in's gross is what it debits (PSP clearing, its one debit line); the order's amount, in minor units
+#   of its currency, is its MoneyField scaled by the currency's ISO 4217 exponent (passed in: PostgreSQL does not
+#   know it). A pay-in with no entries has no amount to compare.
+# Only the violations are kept (``off``), each check's first ``limit`` returned with its total.
+_PAYINS_OFF = """
+WITH per_journal AS (
     SELECT j.reference, min(e.currency) AS currency, max(e.currency) AS other_currency,
            sum(e.amount) FILTER (WHERE e.side = 'D') AS gross
     FROM ledger_journaltransaction j
-    JOIN ledger_entry e ON e.journal_id = j.id
+    LEFT JOIN ledger_entry e ON e.journal_id = j.id
     WHERE j.kind = %(kind)s
-    GROUP BY j.reference
+    GROUP BY j.id
+), payins AS (
+    SELECT reference, count(*) AS postings, min(currency) AS currency, max(other_currency) AS other_currency,
+           sum(gross) AS gross
+    FROM per_journal
+    GROUP BY reference
 ), exponents AS (
     SELECT * FROM unnest(%(currencies)s::varchar[], %(exponents)s::int[]) AS x(currency, exponent)
+), off AS MATERIALIZED (
+    SELECT coalesce(o.payment_order_id, p.reference) AS reference, o.status, coalesce(p.postings, 0) AS postings,
+           o.amount_currency, (o.amount * power(10::numeric, x.exponent))::bigint AS order_minor,
+           p.currency AS payin_currency, p.gross,
+           coalesce((o.status = ANY(%(captured)s) AND coalesce(p.postings, 0) <> 1)
+                    OR (p.reference IS NOT NULL AND (o.id IS NULL OR o.status <> ALL(%(captured)s))), false)
+               AS payin_off,
+           coalesce(o.id IS NOT NULL AND p.currency IS NOT NULL
+                    AND (p.currency <> p.other_currency
+                         OR p.currency <> o.amount_currency
+                         OR x.exponent IS NULL
+                         OR p.gross <> (o.amount * power(10::numeric, x.exponent))::bigint), false) AS amount_off
+    FROM payments_paymentorder o
+    FULL JOIN payins p ON p.reference = o.payment_order_id
+    LEFT JOIN exponents x ON x.currency = o.amount_currency
+    WHERE (o.status = ANY(%(captured)s) AND coalesce(p.postings, 0) <> 1)
+       OR (p.reference IS NOT NULL AND (o.id IS NULL OR o.status <> ALL(%(captured)s)))
+       OR (o.id IS NOT NULL AND p.currency IS NOT NULL
+           AND (p.currency <> p.other_currency
+                OR p.currency <> o.amount_currency
+                OR x.exponent IS NULL
+                OR p.gross <> (o.amount * power(10::numeric, x.exponent))::bigint))
 )
-SELECT o.payment_order_id, o.amount_currency, (o.amount * power(10::numeric, x.exponent))::bigint, p.currency, p.gross,
-       count(*) OVER () AS total
-FROM payments_paymentorder o
-JOIN payins p ON p.reference = o.payment_order_id
-LEFT JOIN exponents x ON x.currency = o.amount_currency
-WHERE p.currency <> p.other_currency
-   OR p.currency <> o.amount_currency
-   OR x.exponent IS NULL
-   OR p.gross <> (o.amount * power(10::numeric, x.exponent))::bigint
-ORDER BY 1
-LIMIT %(limit)s
+(SELECT %(payins)s, reference, status, postings, amount_currency, order_minor, payin_currency, gross,
+        count(*) OVER () AS total
+ FROM off WHERE payin_off ORDER BY reference LIMIT %(limit)s)
+UNION ALL
+(SELECT %(amounts)s, reference, status, postings, amount_currency, order_minor, payin_currency, gross,
+        count(*) OVER () AS total
+ FROM off WHERE amount_off ORDER BY reference LIMIT %(limit)s)
 """
 
 
@@ -236,50 +245,66 @@ def wallets_off_ledger(*, limit: int) -> CheckResult:
     return CheckResult(WALLETS_MATCH_LEDGER, rows[0][-1] if rows else 0, violations)
 
 
-def payins_off_orders(*, limit: int) -> CheckResult:
-    """Captured orders without exactly one pay-in posting, and pay-in postings that no captured order explains."""
-    rows = _fetch(_PAYINS_OFF_ORDERS, {"kind": PAYIN_KIND, "captured": CAPTURED, "limit": limit})
-    violations = [
-        {
-            "check": PAYINS_MATCH_ORDERS,
-            "detail": {"payment_order_id": reference, "order_status": status, "payin_postings": postings},
-        }
-        for reference, status, postings, _ in rows
-    ]
-    return CheckResult(PAYINS_MATCH_ORDERS, rows[0][-1] if rows else 0, violations)
-
-
-def payin_amounts_off_orders(*, limit: int) -> CheckResult:
-    """Pay-in postings whose gross or currency is not their order's amount (a pay-in of the wrong size)."""
+def payin_checks(*, limit: int) -> list[CheckResult]:
+    """Both pay-in checks, in one pass: captured orders without exactly one pay-in posting and pay-in postings that
+    no captured order explains (PAYINS_MATCH_ORDERS); pay-in postings whose gross or currency is not their order's
+    amount, a pay-in of the wrong size (PAYIN_AMOUNTS_MATCH_ORDERS)."""
     currencies = sorted(settings.PAYMENT_CURRENCIES)
     rows = _fetch(
-        _PAYIN_AMOUNTS_OFF_ORDERS,
+        _PAYINS_OFF,
         {
             "kind": PAYIN_KIND,
+            "captured": CAPTURED,
             "currencies": currencies,
             "exponents": [minor_unit_exponent(code) for code in currencies],
+            "payins": PAYINS_MATCH_ORDERS,
+            "amounts": PAYIN_AMOUNTS_MATCH_ORDERS,
             "limit": limit,
         },
     )
-    violations = [
+    payins = [
+        {
+            "check": PAYINS_MATCH_ORDERS,
+            "detail": {"payment_order_id": reference, "order_status": status, "payin_postings": int(postings)},
+        }
+        for check, reference, status, postings, *_ in rows
+        if check == PAYINS_MATCH_ORDERS
+    ]
+    amounts = [
         {
             "check": PAYIN_AMOUNTS_MATCH_ORDERS,
             "detail": {
-                "payment_order_id": order_id,
+                "payment_order_id": reference,
                 "order": {"currency": order_currency, "amount": order_minor},
                 "payin": {"currency": payin_currency, "gross": int(gross) if gross is not None else None},
             },
         }
-        for order_id, order_currency, order_minor, payin_currency, gross, _ in rows
+        for check, reference, _, _, order_currency, order_minor, payin_currency, gross, _ in rows
+        if check == PAYIN_AMOUNTS_MATCH_ORDERS
     ]
-    return CheckResult(PAYIN_AMOUNTS_MATCH_ORDERS, rows[0][-1] if rows else 0, violations)
+    totals = {check: total for check, *_, total in rows}
+    return [
+        CheckResult(PAYINS_MATCH_ORDERS, totals.get(PAYINS_MATCH_ORDERS, 0), payins),
+        CheckResult(PAYIN_AMOUNTS_MATCH_ORDERS, totals.get(PAYIN_AMOUNTS_MATCH_ORDERS, 0), amounts),
+    ]
 
 
-# In the order they run and report.
-CHECKS: dict[str, Callable[..., CheckResult]] = {
+def payins_off_orders(*, limit: int) -> CheckResult:
+    """Captured orders without exactly one pay-in posting, and pay-in postings that no captured order explains."""
+    return payin_checks(limit=limit)[0]
+
+
+def payin_amounts_off_orders(*, limit: int) -> CheckResult:
+    """Pay-in postings whose gross or currency is not their order's amount (a pay-in of the wrong size)."""
+    return payin_checks(limit=limit)[1]
+
+
+# In the order they run and report. An entry may answer for the checks after it too (a list of results): the two
+# pay-in checks read the same pay-ins, in one pass, and the second is then not run again.
+CHECKS: dict[str, Callable[..., CheckResult | list[CheckResult]]] = {
     LEDGER_BALANCED: unbalanced_currencies,
     WALLETS_MATCH_LEDGER: wallets_off_ledger,
-    PAYINS_MATCH_ORDERS: payins_off_orders,
+    PAYINS_MATCH_ORDERS: payin_checks,
     PAYIN_AMOUNTS_MATCH_ORDERS: payin_amounts_off_orders,
 }
 
