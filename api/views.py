@@ -50,9 +50,6 @@ class ApiView(APIView):
             throttle(request, {"client": str(client.pk), "ip": client_ip(request)}, actor=client.actor, batched=True)
         super().check_permissions(request)
 
-    def check_throttles(self, request: Request) -> None:
-        """Done in check_permissions, before the scope check."""
-
 
 class IdempotentCreateApiView(ApiView):
     """Base of every storefront POST: the Idempotency-Key is required and honoured before ``create`` runs.

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(ROOT)
 
-from bench.harness import BenchError, bench_database_urls, exit_on_signal, positive, recreate_database  # noqa: E402
+from bench.harness import BenchError, bench_database_urls, bench_ready, positive, recreate_database  # noqa: E402
 
 DB_SUFFIX = "_bench_admin"
 SLOW_SECONDS = 1.0  # a page at or over this is flagged SLOW
@@ -481,11 +480,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default="", help="only the pages whose name or URL this regular expression finds")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, exit_on_signal)
-    signal.signal(signal.SIGHUP, exit_on_signal)
-    missing = [name for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY") if not os.environ.get(name)]
-    if missing:
-        print(f"bench: {' and '.join(missing)} must be set (make bench-admin sets them)", file=sys.stderr)
+    if not bench_ready("bench-admin", ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")):
         return 2
     try:
         bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"], DB_SUFFIX)

@@ -68,7 +68,7 @@ if str(ROOT) not in sys.path:
 from bench.harness import (  # noqa: E402
     BenchError,
     bench_database_urls,
-    exit_on_signal,
+    bench_ready,
     positive,
     queue_suffix,
     queues_delete,
@@ -435,12 +435,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=positive(int), default=16, help="requests in flight (default 16)")
     parser.add_argument("--slices", type=positive(int), default=4, help="slices per endpoint, alternated (default 4)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, exit_on_signal)
-    signal.signal(signal.SIGHUP, exit_on_signal)
-
-    missing = [name for name in ("DATABASE_URL", "SECRET_KEY") if not os.environ.get(name)]
-    if missing:
-        print(f"bench: {' and '.join(missing)} must be set (make bench-api sets them)", file=sys.stderr)
+    if not bench_ready("bench-api", ("DATABASE_URL", "SECRET_KEY")):
         return 2
     warmup = min(2.0, max(0.5, args.seconds / 10))
     try:

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -58,7 +57,7 @@ from bench.api import HOST, Endpoint, Tally, child_env, create_api_key, free_por
 from bench.harness import (  # noqa: E402
     BenchError,
     bench_database_urls,
-    exit_on_signal,
+    bench_ready,
     positive,
     queues_delete,
     recreate_database,
@@ -341,11 +340,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--api-seconds", type=positive(float), default=10.0, help="API-only baseline length (10)")
     parser.add_argument("--api-concurrency", type=positive(int), default=16, help="API-only requests in flight (16)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, exit_on_signal)
-    signal.signal(signal.SIGHUP, exit_on_signal)
-    missing = [name for name in ("DATABASE_URL", "SECRET_KEY") if not os.environ.get(name)]
-    if missing:
-        print(f"bench: {' and '.join(missing)} must be set (make bench-e2e sets them)", file=sys.stderr)
+    if not bench_ready("bench-e2e", ("DATABASE_URL", "SECRET_KEY")):
         return 2
     try:
         bench_url, maintenance_url, db_name = bench_database_urls(os.environ["DATABASE_URL"], "_bench")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -80,6 +81,18 @@ def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
 def exit_on_signal(signum: int, frame: FrameType | None) -> None:
     # Turns SIGTERM/SIGHUP into SystemExit, so that the scripts' finally blocks stop what they started.
     raise SystemExit(128 + signum)
+
+
+def bench_ready(target: str, needs: tuple[str, ...]) -> bool:
+    """What every bench does first: stop through its finally blocks on SIGTERM/SIGHUP, and check that the
+    environment ``make <target>`` sets is there (False, said on stderr, when it is not)."""
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGHUP, exit_on_signal)
+    missing = [name for name in needs if not os.environ.get(name)]
+    if missing:
+        print(f"bench: {' and '.join(missing)} must be set (make {target} sets them)", file=sys.stderr)
+        return False
+    return True
 
 
 def queue_suffix() -> str:

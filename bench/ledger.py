@@ -89,7 +89,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 from bench.harness import (  # noqa: E402
     BenchError,
     bench_database_urls,
-    exit_on_signal,
+    bench_ready,
     migrate,
     positive,
     recreate_database,
@@ -605,12 +605,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--slices", type=positive(int), default=3, help="slices per workload, alternated (default 3)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, exit_on_signal)
-    signal.signal(signal.SIGHUP, exit_on_signal)
-
-    missing = [name for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY") if not os.environ.get(name)]
-    if missing:
-        print(f"bench: {' and '.join(missing)} must be set (make bench-ledger sets them)", file=sys.stderr)
+    if not bench_ready("bench-ledger", ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")):
         return 2
     warmup = min(2.0, max(0.5, args.seconds / 10))
     workers: Workers | None = None

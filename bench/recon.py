@@ -91,7 +91,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 from bench.harness import (  # noqa: E402
     BenchError,
     bench_database_urls,
-    exit_on_signal,
+    bench_ready,
     migrate,
     positive,
     recreate_database,
@@ -830,12 +830,7 @@ def main(argv: list[str]) -> int:
     too_small = [size for size in args.sizes if size // args.inject < 8]
     if too_small:
         parser.error(f"each size needs at least 8 x --inject lines: {too_small}")
-    signal.signal(signal.SIGTERM, exit_on_signal)
-    signal.signal(signal.SIGHUP, exit_on_signal)
-
-    missing = [name for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY") if not os.environ.get(name)]
-    if missing:
-        print(f"bench: {' and '.join(missing)} must be set (make bench-recon sets them)", file=sys.stderr)
+    if not bench_ready("bench-recon", ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")):
         return 2
     try:
         url, maintenance_url, name = bench_database_urls(os.environ["DATABASE_URL"], DB_SUFFIX)

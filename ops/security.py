@@ -71,10 +71,6 @@ def _login_key(address: str, username: str) -> str:
     return f"admin-login-failures:{digest}"
 
 
-def _address(request: HttpRequest) -> str:
-    return client_ip(request)
-
-
 class AdminLoginThrottleMiddleware:
     """Refuses admin sign-in attempts for an address and user name that failed too often lately (a password guesser),
     before the password is even checked. Failures are counted by the ``user_login_failed`` signal below, in the
@@ -85,9 +81,9 @@ class AdminLoginThrottleMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method == "POST" and request.path == reverse("admin:login"):
-            key = _login_key(_address(request), str(request.POST.get("username", "")))
+            key = _login_key(client_ip(request), str(request.POST.get("username", "")))
             if (cache.get(key) or 0) >= settings.ADMIN_LOGIN_MAX_FAILURES:
-                logger.warning("admin sign-in refused: too many failures", extra={"address": _address(request)})
+                logger.warning("admin sign-in refused: too many failures", extra={"address": client_ip(request)})
                 username = str(request.POST.get("username", ""))
                 security_event_at(request, SecurityEvent.Kind.ADMIN_LOGIN_THROTTLED, actor=username)
                 response = HttpResponse("Too many failed sign-ins. Try again later.", status=429)
@@ -104,7 +100,7 @@ def count_login_failure(
         return
     username = str(credentials.get("username", ""))
     security_event_at(request, SecurityEvent.Kind.ADMIN_LOGIN_FAILED, actor=username)
-    key = _login_key(_address(request), username)
+    key = _login_key(client_ip(request), username)
     if cache.add(key, 1, timeout=settings.ADMIN_LOGIN_WINDOW_SECONDS):
         return
     try:
@@ -116,7 +112,7 @@ def count_login_failure(
 @receiver(user_logged_in, dispatch_uid="ops.admin_logged_in")
 def forget_login_failures(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if request is not None:
-        cache.delete(_login_key(_address(request), str(user.get_username())))
+        cache.delete(_login_key(client_ip(request), str(user.get_username())))
 
 
 # The admin's own fields that may look like anything: a password is never stored or logged as typed.
