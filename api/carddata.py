@@ -72,6 +72,18 @@ def mask_card_numbers(text: str) -> str:
     return "".join(pieces) + text[position:] if pieces else text
 
 
+# What a card number anywhere in a JSON document shows in its text: 13 digits in a row, single spaces or dashes allowed
+# between them; or, for the forms the parser expands, an escape (``\u0034`` is a digit) or an exponent (``4.2e15``
+# parses to 16 digits). A text without any of them cannot hold one, and the document need not be walked.
+_JSON_MIGHT_HOLD = re.compile(r"[0-9](?:[ -]?[0-9]){12}|\\u|[0-9][eE]")
+
+
+def json_might_hold_card_number(text: str) -> bool:
+    """False when the JSON document ``text`` certainly holds no card number (the common case, answered in one pass
+    over the text); True when ``find_card_number`` must look at what it parses to."""
+    return _JSON_MIGHT_HOLD.search(text) is not None
+
+
 def find_card_number(payload: Any) -> str | None:
     """The path (``payment_orders[1].amount``) of the first value or key in ``payload`` holding a card number."""
     for path, text in _walk(payload, ""):

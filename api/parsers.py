@@ -8,7 +8,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from api.carddata import find_card_number
+from api.carddata import find_card_number, json_might_hold_card_number
 from api.errors import ApiError, CardDataNotAllowed, InvalidInput
 from api.events import card_data_refused
 
@@ -29,8 +29,9 @@ class GuardedJSONParser(JSONParser):
         if len(raw) > limit:
             raise BodyTooLarge(f"The body may be at most {limit} bytes.")
         try:
+            text = raw.decode("utf-8")
             data = json.loads(
-                raw.decode("utf-8"),
+                text,
                 parse_float=_decimal,
                 parse_constant=_refuse_constant,
                 object_pairs_hook=_unique_keys,
@@ -43,7 +44,7 @@ class GuardedJSONParser(JSONParser):
             raise ParseError("The body is not valid JSON.") from None
         if _depth(data) > MAX_DEPTH:
             raise InvalidInput(f"The body nests deeper than {MAX_DEPTH} levels.", code="body_too_deep")
-        field = find_card_number(data)
+        field = find_card_number(data) if json_might_hold_card_number(text) else None
         if field is not None:
             request = (parser_context or {}).get("request")
             if request is not None:

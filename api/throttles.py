@@ -16,6 +16,8 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,20 +121,18 @@ def throttle(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "
     """Count this request against each dimension's limit (e.g. {"client": "7", "ip": "10.0.0.1"}) and raise
     Throttled if one is over. Empty values are not counted. ``batched``: high-limit counters, added to Redis in
     batches (above)."""
-    limits = settings.API_THROTTLE_LIMITS
-    counted = {name: value for name, value in dimensions.items() if value and limits.get(name)}
+    counted = _counted(dimensions)
     if not counted:
         return
-    seconds = settings.API_THROTTLE_WINDOW_SECONDS
-    window = int(time.time()) // seconds
+    window = _window()
     keys = {name: _counter(name, value, window) for name, value in counted.items()}
-    sent = _due(keys, window, limits) if batched else dict.fromkeys(keys, 1)
+    sent = _due(keys, window, settings.API_THROTTLE_LIMITS) if batched else dict.fromkeys(keys, 1)
     if not sent:
         return
     try:
         pipe = redis_client().pipeline(transaction=False)
         for name, count in sent.items():
-            pipe.set(keys[name], 0, ex=seconds, nx=True)
+            pipe.set(keys[name], 0, ex=settings.API_THROTTLE_WINDOW_SECONDS, nx=True)
             pipe.incrby(keys[name], count)
         replies = pipe.execute()
     except redis.RedisError:
@@ -143,6 +143,45 @@ def throttle(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "
     counts = {name: int(replies[index * 2 + 1]) for index, name in enumerate(sent)}
     if batched:
         _synced(keys, sent, counts)
+    _refuse_if_over(window, sent, counts, actor)
+
+
+@contextmanager
+def throttle_around(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "") -> Iterator[None]:
+    """``throttle`` (exact counters) for what the block creates: the counts are sent to Redis as the block starts
+    and their answers read when it ends, so Redis's round trip overlaps the block's own (an INSERT) instead of
+    adding a wait to the request. The counts stand only when the block completes, and Throttled is raised then if
+    one is over (the caller's transaction is still open, so the refusal rolls the block's rows back). A block that
+    raises takes its counts back: a retry that turns out to be a replay, or a refused request, is not counted. For
+    the moment between the two, a concurrent request of the same buyer sees one more attempt than there was."""
+    counted = _counted(dimensions)
+    window = _window()
+    keys = {name: _counter(name, value, window) for name, value in counted.items()}
+    connection = _send(keys) if keys else None
+    try:
+        yield
+    except BaseException:
+        if connection is not None:
+            _take_back(connection, keys)
+        raise
+    if connection is None:
+        return
+    counts = _receive(connection, keys)
+    if counts is not None:
+        _refuse_if_over(window, dict.fromkeys(keys, 1), counts, actor)
+
+
+def _counted(dimensions: dict[str, str]) -> dict[str, str]:
+    limits = settings.API_THROTTLE_LIMITS
+    return {name: value for name, value in dimensions.items() if value and limits.get(name)}
+
+
+def _window() -> int:
+    return int(time.time()) // settings.API_THROTTLE_WINDOW_SECONDS
+
+
+def _refuse_if_over(window: int, sent: dict[str, int], counts: dict[str, int], actor: str) -> None:
+    limits, seconds = settings.API_THROTTLE_LIMITS, settings.API_THROTTLE_WINDOW_SECONDS
     over = [name for name, count in counts.items() if count > limits[name]]
     if not over:
         return
@@ -154,3 +193,61 @@ def throttle(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "
         if counts[name] - sent[name] <= limits[name]
     ]
     raise Throttled(over[0], retry_after, first_refusals=first_refusals, actor=actor)
+
+
+# throttle_around's three steps, on one connection taken from the pool for the block's duration. Any failure drops
+# the connection (its replies may be half read) and lets the request through, as throttle() does.
+
+
+def _send(keys: dict[str, str]) -> Any:
+    pool = redis_client().connection_pool
+    connection = None
+    try:
+        connection = pool.get_connection()
+        connection.send_packed_command([_count_commands(keys.values(), settings.API_THROTTLE_WINDOW_SECONDS)])
+    except redis.RedisError:
+        _drop(connection)
+        return None
+    return connection
+
+
+def _count_commands(keys: Iterable[str], seconds: int) -> bytes:
+    """SET key 0 EX seconds NX, INCRBY key 1 for each key, in Redis's wire format (RESP). Written out here because
+    redis-py's general packer cost more than the round trip it is meant to hide."""
+    parts = []
+    for key in keys:
+        name = key.encode()
+        window = str(seconds).encode()
+        for command in ((b"SET", name, b"0", b"EX", window, b"NX"), (b"INCRBY", name, b"1")):
+            parts.append(b"*%d\r\n" % len(command))
+            parts.extend(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in command)
+    return b"".join(parts)
+
+
+def _receive(connection: Any, keys: dict[str, str]) -> dict[str, int] | None:
+    try:
+        replies = [connection.read_response() for _ in range(len(keys) * 2)]
+    except redis.RedisError:
+        _drop(connection)
+        return None
+    redis_client().connection_pool.release(connection)
+    return {name: int(replies[index * 2 + 1]) for index, name in enumerate(keys)}
+
+
+def _take_back(connection: Any, keys: dict[str, str]) -> None:
+    if _receive(connection, keys) is None:
+        return
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for key in keys.values():
+            pipe.decr(key)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("API throttle counts not taken back: Redis unavailable", exc_info=True)
+
+
+def _drop(connection: Any) -> None:
+    logger.warning("API throttles not checked: Redis unavailable", exc_info=True)
+    if connection is not None:
+        connection.disconnect()
+        redis_client().connection_pool.release(connection)

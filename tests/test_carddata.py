@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from api.carddata import contains_card_number, find_card_number, luhn_valid
+from api.carddata import contains_card_number, find_card_number, json_might_hold_card_number, luhn_valid
 from api.errors import CardDataNotAllowed
 from api.parsers import GuardedJSONParser
 
@@ -165,3 +165,57 @@ def test_ids_timestamps_short_numbers_and_amounts_pass_the_guard(value: str) -> 
     body = {"checkout_id": value, "payment_orders": [{"amount": value, "note": [value]}]}
     assert find_card_number(body) is None
     assert GuardedJSONParser().parse(io.BytesIO(json.dumps(body).encode())) == body
+
+
+def _written(number: str, draw: Any) -> str:
+    """``number`` as a JSON document may write it: plain, with some digits as \\u escapes, or as a JSON number
+    (with an exponent, or without)."""
+    digits = "".join(char for char in number if char.isdigit())
+    form = draw(st.sampled_from(["plain", "escaped", "exponent", "integer"]))
+    if form == "escaped":
+        flags = draw(st.lists(st.booleans(), min_size=len(number), max_size=len(number)))
+        escaped = "".join(f"\\u{ord(char):04x}" if flag else char for char, flag in zip(number, flags, strict=True))
+        return f'"{escaped}"'
+    if form == "exponent" and digits[0] != "0":
+        shift = draw(st.integers(min_value=1, max_value=len(digits) - 1))
+        mantissa = f"{digits[:-shift]}.{digits[-shift:]}"
+        return f"{mantissa}e{shift}" if draw(st.booleans()) else f"{mantissa}E+{shift}"
+    if form == "integer" and digits[0] != "0":
+        return digits
+    return json.dumps(number)
+
+
+@given(data=st.data(), number=_card_number(), key=st.sampled_from(["amount", "buyer_info", "x"]))
+def test_the_quick_look_at_the_text_never_misses_a_card_number_the_walk_finds(
+    data: st.DataObject, number: str, key: str
+) -> None:
+    text = f'{{"{key}": [{data.draw(st.sampled_from(["1", chr(34) + "a" + chr(34)]))}, {_written(number, data.draw)}]}}'
+    assert find_card_number(json.loads(text, parse_float=Decimal)) is not None
+    assert json_might_hold_card_number(text)
+    with pytest.raises(CardDataNotAllowed):
+        GuardedJSONParser().parse(io.BytesIO(text.encode()))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": "\\u0034242424242424242"}',  # one digit escaped
+        '{"a": 4.242424242424242e15}',  # 16 digits once the exponent is applied
+        '{"a": 4242424242424242}',
+        '{"a": "4242 4242 4242 4242"}',
+        '{"\\u0034242-4242-4242-4242": 1}',
+    ],
+)
+def test_a_card_number_behind_an_escape_or_an_exponent_is_still_refused(text: str) -> None:
+    assert json_might_hold_card_number(text)
+    with pytest.raises(CardDataNotAllowed):
+        GuardedJSONParser().parse(io.BytesIO(text.encode()))
+
+
+def test_an_ordinary_payment_body_is_not_walked() -> None:
+    body = {
+        "checkout_id": "chk_1001",
+        "buyer_info": {"id": "buyer_42", "email": "ann@example.com", "country": "DE", "ip": "203.0.113.9"},
+        "payment_orders": [{"payment_order_id": "po_20261121_000123", "amount": "19.99", "currency": "EUR"}],
+    }
+    assert not json_might_hold_card_number(json.dumps(body))

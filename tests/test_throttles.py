@@ -336,3 +336,40 @@ def test_a_flood_from_many_addresses_is_capped_per_kind(settings: Any) -> None:
 
     assert len(events("auth_failed")) == 7
     assert len(events("throttled")) == settings.SECURITY_EVENTS_PER_SOURCE_PER_MINUTE
+
+
+def test_payments_go_through_while_redis_is_unreachable(
+    post_payment: Callable[..., Any], limits: Callable[..., None], settings: Any
+) -> None:
+    limits(buyer=1)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+
+    answers = [post_payment(payment_for("buyer_during_outage")) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert PaymentEvent.objects.filter(buyer_id="buyer_during_outage").count() == 3
+
+
+def test_a_payment_refused_for_a_taken_order_id_does_not_count_against_its_buyer(
+    post_payment: Callable[..., Any], limits: Callable[..., None]
+) -> None:
+    limits(buyer=2)
+    first = payment_for("buyer_clumsy")
+    assert post_payment(first).status_code == 201
+    reused = payment_for("buyer_clumsy")
+    reused["payment_orders"][0]["payment_order_id"] = first["payment_orders"][0]["payment_order_id"]
+
+    assert post_payment(reused).status_code == 409
+    assert post_payment(payment_for("buyer_clumsy")).status_code == 201
+    assert post_payment(payment_for("buyer_clumsy")).status_code == 429
+
+
+def test_the_counts_sent_ahead_are_the_commands_redis_py_would_send() -> None:
+    # throttle_around writes its commands in Redis's wire format itself; redis-py's packer is the reference.
+    keys = {"buyer": "mp:throttle:buyer:ab12:7", "payment_method": "mp:throttle:payment_method:cd34:7"}
+    connection = redis.Redis().connection_pool.make_connection()
+    expected = connection.pack_commands(
+        [command for key in keys.values() for command in (("SET", key, 0, "EX", 60, "NX"), ("INCRBY", key, 1))]
+    )
+
+    assert throttles._count_commands(keys.values(), 60) == b"".join(expected)

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from api.authentication import client_of
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
-from api.throttles import throttle
+from api.throttles import throttle, throttle_around
 from api.views import ApiView, IdempotentCreateApiView
 from payments.api.serializers import (
     CheckoutCreateInput,
@@ -32,20 +32,15 @@ from payments.services import BuyerInfo, payment_create
 from wallets.selectors import wallet_balances
 
 
-def payment_attempt_throttle(request: Request, buyer: BuyerInfo, payment_method_token: str) -> None:
-    """Card testing shows as many payments from one buyer or address, or one token tried again and again. Counted
-    per client: two storefronts' buyer ids are different people. Runs after validation and inside the idempotency
-    transaction, so a refusal stores nothing."""
-    client = client_of(request)
-    throttle(
-        request,
-        {
-            "buyer": f"{client.pk}:{buyer.id}",
-            "buyer_ip": f"{client.pk}:{buyer.ip}" if buyer.ip else "",
-            "payment_method": f"{client.pk}:{payment_method_token}" if payment_method_token else "",
-        },
-        actor=client.actor,
-    )
+def payment_attempts(request: Request, buyer: BuyerInfo, payment_method_token: str) -> dict[str, str]:
+    """The throttles against card testing, which shows as many payments from one buyer or address, or one token
+    tried again and again. Counted per client: two storefronts' buyer ids are different people."""
+    client_id = client_of(request).pk
+    return {
+        "buyer": f"{client_id}:{buyer.id}",
+        "buyer_ip": f"{client_id}:{buyer.ip}" if buyer.ip else "",
+        "payment_method": f"{client_id}:{payment_method_token}" if payment_method_token else "",
+    }
 
 
 class PaymentCreateApi(IdempotentCreateApiView):
@@ -69,10 +64,13 @@ class PaymentCreateApi(IdempotentCreateApiView):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         arguments = payment_create_arguments(request.data)
-        event = payment_create(client=client_of(request), **arguments)
-        # After the rows: a retry of a payment that exists fails there (its order ids are taken) and gets the stored
-        # answer, uncounted. A refusal here rolls the rows back with the rest of the transaction.
-        payment_attempt_throttle(request, arguments["buyer"], arguments["payment_method_token"])
+        client = client_of(request)
+        # Counted only when the rows are written: a retry of a payment that exists fails there (its order ids are
+        # taken) and gets the stored answer, uncounted. A refusal rolls the rows back with the rest of the
+        # transaction (the idempotency one, still open).
+        attempts = payment_attempts(request, arguments["buyer"], arguments["payment_method_token"])
+        with throttle_around(request, attempts, actor=client.actor):
+            event = payment_create(client=client, **arguments)
         return Response(payment_representation(event), status=201)
 
 
@@ -100,7 +98,7 @@ class CheckoutCreateApi(IdempotentCreateApiView):
         arguments = checkout_create_arguments(request.data)
         # Before the service, which registers the checkout at the PSP: a refused one must cost the PSP nothing. So a
         # retry of a checkout counts against its buyer, unlike a payment's.
-        payment_attempt_throttle(request, arguments["buyer"], "")
+        throttle(request, payment_attempts(request, arguments["buyer"], ""), actor=client_of(request).actor)
         event = checkout_create(client=client_of(request), **arguments)
         return Response(payment_representation(event), status=201)
 
