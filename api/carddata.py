@@ -73,15 +73,24 @@ def mask_card_numbers(text: str) -> str:
 
 
 # What a card number anywhere in a JSON document shows in its text: 13 digits in a row, single spaces or dashes allowed
-# between them; or, for the forms the parser expands, an escape (``\u0034`` is a digit) or an exponent (``4.2e15``
-# parses to 16 digits). A text without any of them cannot hold one, and the document need not be walked.
-_JSON_MIGHT_HOLD = re.compile(r"[0-9](?:[ -]?[0-9]){12}|\\u|[0-9][eE]")
+# between them; or, for the forms the parser expands, an escape (``\u0034`` is a digit) or a number with an exponent
+# (``4.2e15`` parses to 16 digits; a number starts the document or follows ``:``, ``[`` or ``,``, so ids such as
+# ``"a1e5"`` do not count). A text without any of them cannot hold one, and the document need not be walked. Separate
+# searches: one pattern with alternatives tries each of them at every position, and costs more than the walk it spares.
+_THIRTEEN_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
+_EXPONENT = re.compile(r"[:\[,]\s*-?[0-9][0-9.]*[eE]")
+_LEADING_EXPONENT = re.compile(r"\s*-?[0-9][0-9.]*[eE]")
 
 
 def json_might_hold_card_number(text: str) -> bool:
-    """False when the JSON document ``text`` certainly holds no card number (the common case, answered in one pass
-    over the text); True when ``find_card_number`` must look at what it parses to."""
-    return _JSON_MIGHT_HOLD.search(text) is not None
+    """False when the JSON document ``text`` certainly holds no card number (the common case, answered in a few
+    quick passes over the text); True when ``find_card_number`` must look at what it parses to."""
+    return (
+        _THIRTEEN_DIGITS.search(text) is not None
+        or "\\u" in text
+        or _EXPONENT.search(text) is not None
+        or _LEADING_EXPONENT.match(text) is not None
+    )
 
 
 def find_card_number(payload: Any) -> str | None:

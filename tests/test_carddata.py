@@ -216,6 +216,6 @@ def test_an_ordinary_payment_body_is_not_walked() -> None:
     body = {
         "checkout_id": "chk_1001",
         "buyer_info": {"id": "buyer_42", "email": "ann@example.com", "country": "DE", "ip": "203.0.113.9"},
-        "payment_orders": [{"payment_order_id": "po_20261121_000123", "amount": "19.99", "currency": "EUR"}],
+        "payment_orders": [{"payment_order_id": "po_a1b2c3d4e5f6_17", "amount": "19.99", "currency": "EUR"}],
     }
     assert not json_might_hold_card_number(json.dumps(body))
