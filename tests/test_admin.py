@@ -198,3 +198,20 @@ def test_an_order_is_found_in_the_order_list_by_its_payment_its_seller_or_its_ow
     by_payment = staff.get("/admin/payments/paymentorder/", {"q": created["payment_id"]}).content.decode()
     assert other not in by_payment
     assert order_id not in staff.get("/admin/payments/paymentorder/", {"q": order_id.upper()}).content.decode()
+
+
+def test_searches_on_payments_are_exact_so_no_prefix_index_is_needed() -> None:
+    # payments/migrations/0013 dropped the LIKE-prefix indexes of the payment tables; a search by prefix would scan.
+    from django.contrib import admin
+    from django.db import connection
+
+    for model in (PaymentEvent, PaymentOrder):
+        fields = admin.site._registry[model].search_fields
+        assert fields, model
+        assert all(name.endswith("__exact") or name.startswith("=") for name in fields), model
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN ('payments_paymentevent', 'payments_paymentorder')"
+            " AND indexdef LIKE '%%pattern_ops%%'"
+        )
+        assert cursor.fetchall() == []

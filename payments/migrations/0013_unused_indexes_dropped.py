@@ -1,0 +1,44 @@
+"""Indexes that every payment wrote into and no query read, dropped from the two tables each payment inserts into.
+
+- The ``*_like`` indexes (``varchar_pattern_ops``) that Django adds beside each indexed or unique text column serve
+  LIKE 'prefix%' only; every lookup on these columns is by equality (the API, the services, the console's searches,
+  which are ``__exact``), which the plain and unique indexes serve.
+- The payment's own index on ``client_id``: ``payment_client_created_idx`` starts with that column.
+
+Ten index entries fewer for a payment of two orders, out of twenty-seven (the partial indexes take none at creation).
+"""
+
+from django.db import migrations, models
+
+_LIKE_INDEXES = [
+    ("payments_paymentevent", "payment_id", "payments_paymentevent_payment_id_1fde19d5_like"),
+    ("payments_paymentevent", "checkout_id", "payments_paymentevent_checkout_id_18408e89_like"),
+    ("payments_paymentevent", "buyer_id", "payments_paymentevent_buyer_id_67c40f99_like"),
+    ("payments_paymentorder", "payment_order_id", "payments_paymentorder_payment_order_id_719fe22b_like"),
+    ("payments_paymentorder", "seller_account", "payments_paymentorder_seller_account_2c4ca121_like"),
+    ("payments_paymentorder", "status", "payments_paymentorder_status_53dae8f6_like"),
+]
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("api", "0002_api_keys"),
+        ("payments", "0012_console_filter_indexes"),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name="paymentevent",
+            name="client",
+            field=models.ForeignKey(
+                db_index=False, on_delete=models.deletion.PROTECT, related_name="payments", to="api.apiclient"
+            ),
+        ),
+        *(
+            migrations.RunSQL(
+                f"DROP INDEX IF EXISTS {name}",
+                reverse_sql=f"CREATE INDEX {name} ON {table} ({column} varchar_pattern_ops)",
+            )
+            for table, column, name in _LIKE_INDEXES
+        ),
+    ]
