@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from ops import signals as log_context_signals
 
@@ -15,6 +16,19 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The request id and payment ids travel with every task, and Django's LOGGING stays the logging configuration.
 log_context_signals.connect()
+
+
+@signals.task_prerun.connect(weak=False, dispatch_uid="config.celery.connections_prerun")
+@signals.task_postrun.connect(weak=False, dispatch_uid="config.celery.connections_postrun")
+def _database_connections_refresh(task: Any = None, **kwargs: Any) -> None:
+    """A task's database connections live as a web request's do: kept between tasks (CELERY_DB_REUSE_MAX stops the
+    fixup closing them every time), closed when broken or older than CONN_MAX_AGE, health-checked before reuse. Not
+    for a task run eagerly: it runs inside its caller's transaction, as Celery's own fixup knows."""
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @app.on_after_finalize.connect
