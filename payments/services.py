@@ -4,7 +4,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -132,39 +132,40 @@ def payment_create(
         extra={"payment_id": payment_id, "payment_order_ids": [order.payment_order_id for order in orders]},
     )
     event_pk, created_at = rows[0][0], rows[0][1]
-    event = _persisted(
-        PaymentEvent(
-            pk=event_pk,
-            payment_id=payment_id,
-            client=client,
-            checkout_id=checkout_id,
-            buyer_id=buyer.id,
-            buyer_email=buyer.email,
-            buyer_country=buyer.country,
-            buyer_name=buyer.name,
-            buyer_ip=buyer.ip,
-            payment_method_token=payment_method_token,
+    event = _as_stored(
+        PaymentEvent,
+        id=event_pk,
+        payment_id=payment_id,
+        client_id=client.pk,
+        checkout_id=checkout_id,
+        buyer_id=buyer.id,
+        buyer_email=buyer.email,
+        buyer_country=buyer.country,
+        buyer_name=buyer.name,
+        buyer_ip=buyer.ip,
+        payment_method_token=payment_method_token,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    event.client = client
+    stored_orders = []
+    for position, order in enumerate(orders):
+        stored = _as_stored(
+            PaymentOrder,
+            id=inserted[order.payment_order_id],
+            event_id=event_pk,
+            position=position,
+            payment_order_id=order.payment_order_id,
+            seller_id=order.seller_account,
+            amount_currency=order.currency,
+            amount=order.amount,
+            status=OrderStatus.NOT_STARTED.value,
             created_at=created_at,
             updated_at=created_at,
         )
-    )
-    event._prefetched_objects_cache = {  # type: ignore[attr-defined]
-        "orders": [
-            _persisted(
-                PaymentOrder(
-                    pk=inserted[order.payment_order_id],
-                    event=event,
-                    position=position,
-                    payment_order_id=order.payment_order_id,
-                    seller_id=order.seller_account,
-                    amount=Money(order.amount, order.currency),
-                    created_at=created_at,
-                    updated_at=created_at,
-                )
-            )
-            for position, order in enumerate(orders)
-        ]
-    }
+        stored.event = event
+        stored_orders.append(stored)
+    event._prefetched_objects_cache = {"orders": stored_orders}  # type: ignore[attr-defined]
     return event
 
 
@@ -173,11 +174,23 @@ def _notified_request_id() -> str:
     return f" {request_id}" if request_id else ""
 
 
-def _persisted(instance: _M) -> _M:
-    """Mark an instance built from values just written as loaded from the database."""
-    instance._state.adding = False
-    instance._state.db = "default"
-    return instance
+def _as_stored(model: type[_M], **values: Any) -> _M:
+    """The instance of ``model`` the database now holds: the values just written, and the database's defaults for
+    the columns the INSERT did not name. Built as a query's row is (``from_db``, values by position): building it
+    from keyword arguments looked up every field by name and its default, and cost more than rendering the answer."""
+    fields = model._meta.concrete_fields
+    row = [values[field.attname] if field.attname in values else _stored_default(field) for field in fields]
+    return model.from_db("default", [field.attname for field in fields], row)
+
+
+def _stored_default(field: models.Field[Any, Any]) -> Any:
+    # What PostgreSQL wrote for a column left out of the INSERT: its declared database default, or NULL.
+    default = field.db_default
+    if default is models.NOT_PROVIDED:
+        return None
+    if not isinstance(default, str | int | Decimal):
+        raise ValueError(f"{field} has a computed database default; name its value in the INSERT")
+    return default
 
 
 def _order_id_taken(*, client: ApiClient, orders: Sequence[NewOrder], inserted: dict[str, int]) -> PaymentOrderIdTaken:

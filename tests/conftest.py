@@ -69,9 +69,16 @@ if card_scan_capture.enabled():
 def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """pytest-django's test database; with the card-data scan on, dumped just before it is destroyed."""
     yield
-    if card_scan_capture.enabled():
-        with django_db_blocker.unblock():
+    with django_db_blocker.unblock():
+        if card_scan_capture.enabled():
             card_scan_capture.dump_database(Path(card_scan_capture.DIRECTORY))
+        # An in-process Celery worker keeps its thread's connection between tasks (CELERY_DB_REUSE_MAX), and its
+        # thread ends with the test without closing it: such sessions would stop the database from being dropped.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 def _allow_ledger_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:
