@@ -157,16 +157,16 @@ def throttle_around(request: HttpRequest, dimensions: dict[str, str], *, actor: 
     counted = _counted(dimensions)
     window = _window()
     keys = {name: _counter(name, value, window) for name, value in counted.items()}
-    connection = _send(keys) if keys else None
+    sent = _send(keys) if keys else None
     try:
         yield
     except BaseException:
-        if connection is not None:
-            _take_back(connection, keys)
+        if sent is not None:
+            _take_back(sent, keys)
         raise
-    if connection is None:
+    if sent is None:
         return
-    counts = _receive(connection, keys)
+    counts = _receive(sent, keys)
     if counts is not None:
         _refuse_if_over(window, dict.fromkeys(keys, 1), counts, actor)
 
@@ -195,8 +195,9 @@ def _refuse_if_over(window: int, sent: dict[str, int], counts: dict[str, int], a
     raise Throttled(over[0], retry_after, first_refusals=first_refusals, actor=actor)
 
 
-# throttle_around's three steps, on one connection taken from the pool for the block's duration. Any failure drops
-# the connection (its replies may be half read) and lets the request through, as throttle() does.
+# throttle_around's three steps, on one connection taken from the pool for the block's duration and given back after.
+# Whatever interrupts sending or reading drops the connection (its replies may be half read); a Redis failure then
+# lets the request through, as throttle() does, and anything else (a signal ending the request) goes on up.
 
 
 def _send(keys: dict[str, str]) -> Any:
@@ -205,10 +206,13 @@ def _send(keys: dict[str, str]) -> Any:
     try:
         connection = pool.get_connection()
         connection.send_packed_command([_count_commands(keys.values(), settings.API_THROTTLE_WINDOW_SECONDS)])
-    except redis.RedisError:
-        _drop(connection)
-        return None
-    return connection
+    except BaseException as exc:
+        _drop(pool, connection)
+        if isinstance(exc, redis.RedisError):
+            logger.warning("API throttles not checked: Redis unavailable", exc_info=True)
+            return None
+        raise
+    return pool, connection
 
 
 def _count_commands(keys: Iterable[str], seconds: int) -> bytes:
@@ -224,18 +228,23 @@ def _count_commands(keys: Iterable[str], seconds: int) -> bytes:
     return b"".join(parts)
 
 
-def _receive(connection: Any, keys: dict[str, str]) -> dict[str, int] | None:
+def _receive(sent: Any, keys: dict[str, str]) -> dict[str, int] | None:
+    pool, connection = sent
     try:
         replies = [connection.read_response() for _ in range(len(keys) * 2)]
-    except redis.RedisError:
-        _drop(connection)
-        return None
-    redis_client().connection_pool.release(connection)
+    except BaseException as exc:
+        # Whatever stopped the reading (Redis, or a signal ending the request) left replies unread on the connection.
+        _drop(pool, connection)
+        if isinstance(exc, redis.RedisError):
+            logger.warning("API throttles not checked: Redis unavailable", exc_info=True)
+            return None
+        raise
+    pool.release(connection)
     return {name: int(replies[index * 2 + 1]) for index, name in enumerate(keys)}
 
 
-def _take_back(connection: Any, keys: dict[str, str]) -> None:
-    if _receive(connection, keys) is None:
+def _take_back(sent: Any, keys: dict[str, str]) -> None:
+    if _receive(sent, keys) is None:
         return
     try:
         pipe = redis_client().pipeline(transaction=False)
@@ -246,8 +255,7 @@ def _take_back(connection: Any, keys: dict[str, str]) -> None:
         logger.warning("API throttle counts not taken back: Redis unavailable", exc_info=True)
 
 
-def _drop(connection: Any) -> None:
-    logger.warning("API throttles not checked: Redis unavailable", exc_info=True)
+def _drop(pool: Any, connection: Any) -> None:
     if connection is not None:
         connection.disconnect()
-        redis_client().connection_pool.release(connection)
+        pool.release(connection)
