@@ -155,9 +155,12 @@ def throttle_around(request: HttpRequest, dimensions: dict[str, str], *, actor: 
     raises takes its counts back: a retry that turns out to be a replay, or a refused request, is not counted. For
     the moment between the two, a concurrent request of the same buyer sees one more attempt than there was."""
     counted = _counted(dimensions)
+    if not counted:
+        yield
+        return
     window = _window()
     keys = {name: _counter(name, value, window) for name, value in counted.items()}
-    sent = _send(keys) if keys else None
+    sent = _send(keys)
     try:
         yield
     except BaseException:
@@ -243,14 +246,15 @@ def _receive(sent: Any, keys: dict[str, str]) -> dict[str, int] | None:
     return {name: int(replies[index * 2 + 1]) for index, name in enumerate(keys)}
 
 
+# A counter that expired meanwhile is left alone: DECR would create it at -1, with no expiry.
+_TAKE_BACK = "for _, key in ipairs(KEYS) do if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end end"
+
+
 def _take_back(sent: Any, keys: dict[str, str]) -> None:
     if _receive(sent, keys) is None:
         return
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        for key in keys.values():
-            pipe.decr(key)
-        pipe.execute()
+        redis_client().register_script(_TAKE_BACK)(keys=list(keys.values()))
     except redis.RedisError:
         logger.warning("API throttle counts not taken back: Redis unavailable", exc_info=True)
 

@@ -373,3 +373,10 @@ def test_the_counts_sent_ahead_are_the_commands_redis_py_would_send() -> None:
     )
 
     assert throttles._count_commands(keys.values(), 60) == b"".join(expected)
+
+
+def test_payments_go_through_with_every_throttle_switched_off(post_payment: Callable[..., Any], settings: Any) -> None:
+    settings.API_THROTTLE_LIMITS = dict.fromkeys(settings.API_THROTTLE_LIMITS, 0)
+    settings.API_THROTTLE_WINDOW_SECONDS = 0
+
+    assert post_payment(payment_for("buyer_unthrottled")).status_code == 201

@@ -20,24 +20,46 @@ _LIKE_INDEXES = [
 ]
 
 
+def _concurrently(drop: str, create: str) -> migrations.RunSQL:
+    return migrations.RunSQL(f"DROP INDEX CONCURRENTLY IF EXISTS {drop}", reverse_sql=create)
+
+
 class Migration(migrations.Migration):
+    # CONCURRENTLY, outside a transaction: a plain DROP INDEX takes an exclusive lock on the table, and payments
+    # would queue behind it (as they would behind a plain CREATE INDEX when migrating back).
+    atomic = False
+
     dependencies = [
         ("api", "0002_api_keys"),
         ("payments", "0012_console_filter_indexes"),
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name="paymentevent",
-            name="client",
-            field=models.ForeignKey(
-                db_index=False, on_delete=models.deletion.PROTECT, related_name="payments", to="api.apiclient"
-            ),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="paymentevent",
+                    name="client",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=models.deletion.PROTECT,
+                        related_name="payments",
+                        to="api.apiclient",
+                    ),
+                ),
+            ],
+            database_operations=[
+                _concurrently(
+                    "payments_paymentevent_client_id_3f88514e",
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS payments_paymentevent_client_id_3f88514e"
+                    " ON payments_paymentevent (client_id)",
+                ),
+            ],
         ),
         *(
-            migrations.RunSQL(
-                f"DROP INDEX IF EXISTS {name}",
-                reverse_sql=f"CREATE INDEX {name} ON {table} ({column} varchar_pattern_ops)",
+            _concurrently(
+                name,
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({column} varchar_pattern_ops)",
             )
             for table, column, name in _LIKE_INDEXES
         ),
