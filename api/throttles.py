@@ -221,10 +221,9 @@ def _send(keys: dict[str, str]) -> Any:
 def _count_commands(keys: Iterable[str], seconds: int) -> bytes:
     """SET key 0 EX seconds NX, INCRBY key 1 for each key, in Redis's wire format (RESP). Written out here because
     redis-py's general packer cost more than the round trip it is meant to hide."""
-    parts = []
+    parts, window = [], str(seconds).encode()
     for key in keys:
         name = key.encode()
-        window = str(seconds).encode()
         for command in ((b"SET", name, b"0", b"EX", window, b"NX"), (b"INCRBY", name, b"1")):
             parts.append(b"*%d\r\n" % len(command))
             parts.extend(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in command)

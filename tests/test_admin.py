@@ -4,7 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 
 from payments.models import PaymentEvent, PaymentOrder
@@ -163,8 +165,6 @@ def _dead_letter(object_id: str) -> Any:
 def test_a_big_list_shows_its_size_from_the_statistics_and_a_filtered_one_counts_up_to_a_cap(
     staff: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from django.db import connection
-
     from api import readonly_admin
 
     # given: a "big" table (bigger than the cap, as PostgreSQL's statistics know it)
@@ -202,11 +202,8 @@ def test_an_order_is_found_in_the_order_list_by_its_payment_its_seller_or_its_ow
 
 def test_searches_on_payments_are_exact_so_no_prefix_index_is_needed() -> None:
     # payments/migrations/0013 dropped the LIKE-prefix indexes of the payment tables; a search by prefix would scan.
-    from django.contrib import admin
-    from django.db import connection
-
     for model in (PaymentEvent, PaymentOrder):
-        fields = admin.site._registry[model].search_fields
+        fields = admin.site.get_model_admin(model).search_fields
         assert fields, model
         assert all(name.endswith("__exact") or name.startswith("=") for name in fields), model
     with connection.cursor() as cursor:
