@@ -4,7 +4,7 @@ Statements over whole tables, each once per run:
 1. ``LINES``: the staged text becomes typed lines (amounts in minor units by each currency's exponent); a value that
    is not a decimal, has more decimals than its currency, names an unknown currency, or whose parts do not add up
    (net = gross - fee) marks the line malformed (``MALFORMED``). Lines a previous run settled leave the run
-   (``SETTLED_BEFORE``), and the repeated ones are marked (``DUPLICATES``).
+   (``SETTLED_BEFORE``), and the repeated ones are marked (``DUPLICATE_COPIES``).
 2. ``RESULTS``: every line left FULL OUTER JOIN every item of ours not settled before, on (category, key, currency),
    classified in one CASE. The items of ours are what each of our records should have made the PSP book: a captured
    charge (one per PSP charge: a hosted-page charge pays several orders), a refund, a refund that failed after it was
@@ -108,24 +108,39 @@ WHERE EXISTS (
 
 # A line repeating an earlier one's balance transaction, or its key (the same charge settled twice), is a duplicate:
 # ``copy`` numbers the repetitions of a balance transaction (the finding's natural key), and a duplicate matches
-# nothing. The repeated balance transactions and keys are found by two narrow aggregates, over their 32-bit hashes
-# (integers group faster than text; a collision only adds a line to those numbered, by their exact values), and only
-# those few lines are numbered: numbering every line sorted the whole table twice, once per window.
-DUPLICATES = """
-UPDATE {lines} l
-SET copy = d.txn_n, duplicate = true, match_key = NULL
-FROM (
+# nothing. The repeated balance transactions and keys are found by their 64-bit hashes, the two kinds in one sort
+# (a hash repeated is one equal to the previous in order; a collision, between any two, only adds a line to those
+# numbered, by their exact values), and only those few lines are numbered: numbering every line sorted the whole table
+# twice, once per window, and a hash aggregate per kind (a million groups each) took twice the sort's time.
+# DUPLICATE_COPIES reads them (runs.py), DUPLICATES_MARK marks them: as one UPDATE ... FROM, the join with the lines was
+# planned from the hash filter's guess (a quarter of the table), and sorted the whole table to merge with a thousand.
+DUPLICATE_COPIES = """
+WITH repeated AS (
+    SELECT h FROM (
+        SELECT h, lag(h) OVER (ORDER BY h) AS previous
+        FROM (SELECT hashtextextended(txn, 0) AS h FROM {lines}
+              UNION ALL
+              SELECT hashtextextended(category || ':' || key, 1) FROM {lines} WHERE key IS NOT NULL) hashes
+    ) sorted
+    WHERE h = previous
+)
+SELECT line_no, txn_n FROM (
     SELECT r.line_no,
            row_number() OVER (PARTITION BY r.txn ORDER BY r.line_no) AS txn_n,
            CASE WHEN r.key IS NULL THEN 1
                 ELSE row_number() OVER (PARTITION BY r.category, r.key ORDER BY r.line_no) END AS key_n
     FROM {lines} r
-    WHERE hashtext(r.txn) IN (SELECT hashtext(txn) FROM {lines} GROUP BY 1 HAVING count(*) > 1)
-       OR hashtext(r.category || ':' || r.key) IN (
-           SELECT hashtext(category || ':' || key) FROM {lines} WHERE key IS NOT NULL GROUP BY 1 HAVING count(*) > 1
-       )
+    WHERE hashtextextended(r.txn, 0) IN (SELECT h FROM repeated)
+       OR (r.key IS NOT NULL AND hashtextextended(r.category || ':' || r.key, 1) IN (SELECT h FROM repeated))
 ) d
-WHERE d.line_no = l.line_no AND (d.txn_n > 1 OR d.key_n > 1)
+WHERE d.txn_n > 1 OR d.key_n > 1
+"""
+
+DUPLICATES_MARK = """
+UPDATE {lines} l
+SET copy = d.copy, duplicate = true, match_key = NULL
+FROM unnest(%(lines)s::int[], %(copies)s::int[]) AS d(line_no, copy)
+WHERE l.line_no = d.line_no
 """
 
 # A duplicate joins nothing (its match_key is NULL) and is its own finding.
@@ -205,8 +220,9 @@ WHERE txn IS NOT NULL
 GROUP BY currency
 """
 
-# In balance transaction order: one of the table's two unique indexes then takes its entries in order, a leaf page
-# after the other, instead of at random all over it (at a million lines, about a fifth of this statement's time).
+# In balance transaction order, the index's own ("C", models.SettledItem): one of the table's two unique indexes then
+# takes its entries in order, a leaf page after the other, instead of at random all over it (at a million lines, about
+# a fifth of this statement's time).
 # A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes both unique indexes before writing
 # each row (it nearly doubled this statement's time): a matched line and its item were found unsettled by RESULTS, in
 # this transaction, so they cannot be settled already; only a line the run applied from the PSP's side may name an
@@ -221,7 +237,7 @@ WHERE r.result = ANY(%(accounted)s) AND r.key IS NOT NULL
   AND (r.result <> 'missing_internally' OR NOT EXISTS (
       SELECT 1 FROM reconciliation_settleditem si WHERE si.key = r.key AND si.category = r.category AND si.psp = %(psp)s
   ))
-ORDER BY r.txn
+ORDER BY r.txn COLLATE "C"
 """
 
 # Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction (a

@@ -94,8 +94,12 @@ class SettledItem(models.Model):
 
     psp = models.CharField(max_length=32)
     category = models.CharField(max_length=32)
-    key = models.CharField(max_length=255)
-    balance_transaction_id = models.CharField(max_length=255)
+    # Ids, compared byte by byte: every index entry a run inserts (a million a night, two unique indexes) is placed
+    # by a dozen comparisons, each a memcmp in the "C" collation instead of a call into the locale's (a database
+    # created as en_US or C.UTF-8 uses strcoll, and disables PostgreSQL's abbreviated sort keys): a fifth of the
+    # run's settling time. Equality is the same in every deterministic collation, so no lookup changes.
+    key = models.CharField(max_length=255, db_collation="C")
+    balance_transaction_id = models.CharField(max_length=255, db_collation="C")
     # The run that settled it. No database foreign key: only a run writes these rows, a million on a busy night, each
     # naming that run, whose row it holds locked (FOR UPDATE), and runs are never deleted (the console is read-only,
     # PROTECT in the ORM); the key's check, a query per row at commit, cost a run seconds and guarded nothing.

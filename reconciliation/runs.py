@@ -192,7 +192,11 @@ def _attempt(
             staged.reject(line_no, error)
         staged.malformed_lines.sort(key=lambda item: int(str(item["line"])))
         cursor.execute(tables.format(matching.SETTLED_BEFORE), common)
-        cursor.execute(tables.format(matching.DUPLICATES))
+        cursor.execute(tables.format(matching.DUPLICATE_COPIES))
+        copies = cursor.fetchall()
+        if copies:
+            lines, numbers = (list(column) for column in zip(*copies, strict=True))
+            cursor.execute(tables.format(matching.DUPLICATES_MARK), {"lines": lines, "copies": numbers})
         # The join below is planned from these statistics: without them, a table just written looks tiny.
         cursor.execute(tables.format("ANALYZE {lines}"))
         lap("type")

@@ -332,6 +332,22 @@ def test_a_payin_for_an_order_not_captured_or_for_no_order_is_reported(
     assert f"pay-in posting {stray}: no payment order has this id" in out
 
 
+def test_a_second_payin_journal_for_one_reference_is_refused_even_with_triggers_off(
+    make_order: Callable[..., PaymentOrder],
+) -> None:
+    # The pay-in check counts one posting per journal (reconciliation/selectors.py): that holds only while
+    # PostgreSQL's unique index on (kind, reference) refuses a second journal, which no session setting switches off.
+    order = make_order(*CAPTURE)
+    post_payin(order)
+
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(
+            "INSERT INTO ledger_journaltransaction (kind, reference, memo, actor) VALUES ('payin', %s, '', 'test')",
+            [order.payment_order_id],
+        )
+
+
 def test_the_checks_read_one_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     # given a pay-in for no order committed by another session after the first check has read, before the others
     def posted_elsewhere() -> None:
