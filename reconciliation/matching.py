@@ -143,7 +143,10 @@ FROM unnest(%(lines)s::int[], %(copies)s::int[]) AS d(line_no, copy)
 WHERE l.line_no = d.line_no
 """
 
-# A duplicate joins nothing (its match_key is NULL) and is its own finding.
+# A duplicate joins nothing (its match_key is NULL) and is its own finding. What else a line says (its source and
+# metadata ids) stays in the lines table, for the few lines that become findings or are applied from the PSP's side
+# (MISMATCHES, PSP_ONLY): carried here, it doubled the width of the join's hash table, a million entries, and of the
+# table written.
 RESULTS = """
 CREATE UNLOGGED TABLE {results} AS
 WITH candidates AS (
@@ -159,7 +162,6 @@ WITH candidates AS (
 SELECT c.line_no, c.txn, coalesce(c.category, o.category) AS category, coalesce(c.key, o.key) AS key,
        coalesce(c.currency, o.currency) AS currency, c.gross, c.fee, c.net, c.compared AS psp_amount,
        o.amount AS our_amount, o.booked_at, o.key IS NOT NULL AS ours_found,
-       c.source_id, c.payment_intent_id, c.payment_order_id, c.payment_id, c.refund_id, c.payout_id,
        CASE
            WHEN c.duplicate THEN 'duplicate_line'
            WHEN c.txn IS NOT NULL AND o.key IS NOT NULL THEN
@@ -261,9 +263,9 @@ SELECT %(psp)s,
        r.currency, r.psp_amount, r.our_amount, r.psp_amount - r.our_amount,
        CASE WHEN r.txn IS NULL THEN NULL ELSE jsonb_build_object(
            'line', r.line_no, 'balance_transaction_id', r.txn, 'reporting_category', r.category, 'key', r.key,
-           'gross', r.gross, 'fee', r.fee, 'net', r.net, 'source_id', r.source_id,
-           'payment_intent_id', r.payment_intent_id, 'payment_order_id', r.payment_order_id,
-           'payment_id', r.payment_id, 'refund_id', r.refund_id, 'payout_id', r.payout_id) END,
+           'gross', r.gross, 'fee', r.fee, 'net', r.net, 'source_id', l.source_id,
+           'payment_intent_id', l.payment_intent_id, 'payment_order_id', l.payment_order_id,
+           'payment_id', l.payment_id, 'refund_id', l.refund_id, 'payout_id', l.payout_id) END,
        CASE WHEN r.our_amount IS NULL THEN NULL ELSE jsonb_build_object(
            'category', r.category, 'key', r.key, 'amount', r.our_amount, 'booked_at', r.booked_at,
            'objects', CASE WHEN NOT r.ours_found THEN NULL
@@ -272,7 +274,7 @@ SELECT %(psp)s,
                                  FROM payments_paymentorder o
                                  WHERE o.psp_reference = r.key AND o.psp_reference <> ''
                                    AND o.amount_currency = r.currency AND o.status = ANY(%(captured)s)) END) END,
-       coalesce(r.key, nullif(r.source_id, ''), ''),
+       coalesce(r.key, nullif(l.source_id, ''), ''),
        CASE WHEN r.auto_note IS NOT NULL
                  OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)
             THEN 'reconciliation' ELSE '' END,
@@ -284,6 +286,7 @@ SELECT %(psp)s,
                  OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)
             THEN now() END
 FROM {results} r
+LEFT JOIN {lines} l ON l.line_no = r.line_no
 LEFT JOIN unnest(%(currencies)s::text[], %(thresholds)s::bigint[]) AS th(code, threshold) ON th.code = r.currency
 WHERE r.result NOT IN ('matched', 'psp_only')
 ON CONFLICT (psp, natural_key) DO UPDATE
@@ -313,9 +316,12 @@ WHERE m.psp = %(psp)s AND m.status = 'open' AND m.natural_key = ANY(ARRAY(
 """
 
 PSP_ONLY = """
-SELECT line_no, txn, category, key, currency, gross, fee, net, psp_amount, source_id, payment_intent_id,
-       payment_order_id, payment_id, refund_id, payout_id
-FROM {results} WHERE result = 'psp_only' ORDER BY line_no
+SELECT r.line_no, r.txn, r.category, r.key, r.currency, r.gross, r.fee, r.net, r.psp_amount, l.source_id,
+       l.payment_intent_id, l.payment_order_id, l.payment_id, l.refund_id, l.payout_id
+FROM {results} r
+JOIN {lines} l ON l.line_no = r.line_no
+WHERE r.result = 'psp_only'
+ORDER BY r.line_no
 """
 
 # What was done with each of those lines (runs._settle_psp_only), all at once.

@@ -172,6 +172,17 @@ def test_every_kind_of_discrepancy_lands_in_its_category(
     assert by_reference[large.psp_reference].status == MismatchStatus.OPEN
     assert by_reference[large.psp_reference].difference == 5000
     assert by_reference[old.psp_reference].category == "missing_at_psp"
+    # a finding shows the whole line: what the PSP said of it besides its amounts
+    wrong = by_reference[wrong_status["payment_intent_id"]]
+    assert wrong.category == "status_mismatch"
+    assert {name: wrong.psp_line[name] for name in ("payment_intent_id", "payment_order_id", "source_id")} == {
+        "payment_intent_id": wrong_status["payment_intent_id"],
+        "payment_order_id": declined.payment_order_id,
+        "source_id": wrong_status["source_id"],
+    }
+    assert by_reference[large.psp_reference].psp_line["source_id"] == rows[large.psp_reference]["source_id"]
+    # a line naming nothing of ours is found by its source
+    assert by_reference[stranger["source_id"]].category == "unclassifiable"
     assert by_reference[dropped.psp_reference].category == "timing"
     # the lost webhook: the order moved to what the PSP says, and the ledger posted
     lost.refresh_from_db()
