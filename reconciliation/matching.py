@@ -23,7 +23,9 @@ from payments.models import CAPTURED_STATUSES
 
 CAPTURED = sorted(status.value for status in CAPTURED_STATUSES)
 
-# The key each report category is matched on: what the PSP knows of ours (metadata) or its own id we stored.
+# The key each report category is matched on: what the PSP knows of ours (metadata) or its own id we stored. An
+# amount is a decimal with at most its currency's decimal places: one regular expression per currency says both
+# (built once per currency, as its factor), so a value is parsed as a number once, to be scaled, not three times.
 LINES = """
 CREATE UNLOGGED TABLE {lines} AS
 SELECT t.*, t.key AS match_key, 1 AS copy, false AS duplicate FROM (
@@ -37,17 +39,18 @@ SELECT s.line_no, s.balance_transaction_id AS txn, s.reporting_category AS categ
            WHEN 'dispute_reversal' THEN s.source_id
        END, '') AS key,
        upper(s.currency) AS currency,
-       CASE WHEN ex.exp IS NOT NULL AND s.gross ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.gross::numeric) <= ex.exp
-            THEN (s.gross::numeric * power(10::numeric, ex.exp))::bigint END AS gross,
-       CASE WHEN ex.exp IS NOT NULL AND s.fee ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.fee::numeric) <= ex.exp
-            THEN (s.fee::numeric * power(10::numeric, ex.exp))::bigint END AS fee,
-       CASE WHEN ex.exp IS NOT NULL AND s.net ~ '^-?[0-9]+(\\.[0-9]+)?$' AND scale(s.net::numeric) <= ex.exp
-            THEN (s.net::numeric * power(10::numeric, ex.exp))::bigint END AS net,
+       CASE WHEN s.gross ~ ex.decimal THEN (s.gross::numeric * ex.factor)::bigint END AS gross,
+       CASE WHEN s.fee ~ ex.decimal THEN (s.fee::numeric * ex.factor)::bigint END AS fee,
+       CASE WHEN s.net ~ ex.decimal THEN (s.net::numeric * ex.factor)::bigint END AS net,
        ex.exp IS NULL AS currency_unknown,
        s.source_id, s.payment_intent_id, s.payment_order_id, s.payment_id, s.refund_id, s.payout_id,
        s.available_on_utc
 FROM ({split}) s
-LEFT JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = upper(s.currency)
+LEFT JOIN (
+    SELECT currency, exp, power(10::numeric, exp) AS factor,
+           '^-?[0-9]+' || CASE WHEN exp > 0 THEN '(\\.[0-9]{{1,' || exp || '}})?' ELSE '' END || '$' AS decimal
+    FROM unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp)
+) ex ON ex.currency = upper(s.currency)
 ) t
 """
 

@@ -401,6 +401,42 @@ def line_without_key(txn: str = "txn_nokey") -> dict[str, str]:
     }
 
 
+AMOUNTS_MALFORMED = "gross, fee and net must be decimals with at most the currency's decimal places"
+
+
+@pytest.mark.parametrize(
+    ("currency", "gross", "fee", "net", "error"),
+    [
+        ("eur", "10.00", "0.59", "9.41", None),
+        ("eur", "10.5", "0.5", "10.0", None),  # fewer decimals than the currency has
+        ("eur", "-10.00", "0.00", "-10.00", None),
+        ("jpy", "1000", "59", "941", None),
+        ("kwd", "10.005", "0.300", "9.705", None),
+        ("eur", "10.005", "0.59", "9.415", AMOUNTS_MALFORMED),  # more decimals than EUR has
+        ("jpy", "1000.5", "59", "941.5", AMOUNTS_MALFORMED),
+        ("kwd", "10.0005", "0.3", "9.7005", AMOUNTS_MALFORMED),
+        ("eur", "1e3", "0.59", "999.41", AMOUNTS_MALFORMED),
+        ("eur", "+10.00", "0.59", "9.41", AMOUNTS_MALFORMED),
+        ("eur", "10.", "0.59", "9.41", AMOUNTS_MALFORMED),
+        ("eur", ".50", "0.00", "0.50", AMOUNTS_MALFORMED),
+        ("eur", "10.00", "", "10.00", AMOUNTS_MALFORMED),
+        ("eur", "10.00", "0.59", "9.40", "net is not gross - fee"),
+        ("xyz", "10.00", "0.59", "9.41", "unknown currency"),
+    ],
+)
+def test_a_lines_amounts_are_decimals_within_their_currencys_places(
+    currency: str, gross: str, fee: str, net: str, error: str | None
+) -> None:
+    line = line_without_key() | {"currency": currency, "gross": gross, "fee": fee, "net": net}
+
+    run = reconciliation_run(settlement_date=SETTLES_ON, stream=as_file([line]))
+
+    if error is None:
+        assert (run.lines_malformed, run.counts) == (0, {"unclassifiable": 1})
+    else:
+        assert (run.lines_malformed, run.malformed, run.counts) == (1, [{"line": 2, "error": error}], {})
+
+
 def test_the_run_times_each_phase_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     # given a clock that moves one second each time the run reads it
     ticks = iter(range(1_000))
