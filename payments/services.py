@@ -240,6 +240,16 @@ def order_capture(*, order: PaymentOrder, psp_reference: str, actor: str, reason
     )
 
 
+_ORDERS_CAPTURED = """
+UPDATE payments_paymentorder o
+SET status = u.status, psp_reference = u.psp_reference, captured_at = %(now)s, platform_fee = u.platform_fee,
+    updated_at = %(now)s
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(references)s::text[], %(fees)s::bigint[])
+    AS u(id, status, psp_reference, platform_fee)
+WHERE o.id = u.id
+"""
+
+
 def orders_capture(*, orders: Sequence[PaymentOrder], psp_references: dict[str, str], actor: str, reason: str) -> None:
     """``order_capture`` for many orders whose row locks the caller holds (payments.locks.orders_lock), each able to
     take SUCCESS: the same fields, transition and log row, and pay-in posting per order, written a statement for all
@@ -262,9 +272,19 @@ def orders_capture(*, orders: Sequence[PaymentOrder], psp_references: dict[str, 
         OrderTransition.objects.bulk_create(
             [log for order in orders for log in order.__dict__.pop("_pending_transitions", [])]
         )
-        PaymentOrder.objects.bulk_update(
-            orders, ["status", "psp_reference", "captured_at", "platform_fee", "updated_at"], batch_size=1000
-        )
+        # One UPDATE from arrays: bulk_update's CASE per field and order cost more Python than the capture's
+        # every other step together (half a second for the thousand lost webhooks of a bad night).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _ORDERS_CAPTURED,
+                {
+                    "ids": [order.pk for order in orders],
+                    "statuses": [order.status for order in orders],
+                    "references": [order.psp_reference for order in orders],
+                    "fees": [order.platform_fee for order in orders],
+                    "now": now,
+                },
+            )
         for currency, batch in sorted(payins.items()):
             payins_post(payins=batch, currency=currency, actor=actor)
 

@@ -24,6 +24,7 @@ from reconciliation.runs import reconciliation_run
 from tests.conftest import order, payment_body, unique, wait_until
 from tests.psp_helpers import auth, configure, control
 from tests.sandbox import Sandbox
+from wallets.fees import platform_fee
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -185,8 +186,14 @@ def test_every_kind_of_discrepancy_lands_in_its_category(
     assert by_reference[stranger["source_id"]].category == "unclassifiable"
     assert by_reference[dropped.psp_reference].category == "timing"
     # the lost webhook: the order moved to what the PSP says, and the ledger posted
+    pending_reference = lost.psp_reference
     lost.refresh_from_db()
     assert lost.status == OrderStatus.SUCCESS
+    assert lost.psp_reference == pending_reference
+    assert lost.captured_at is not None
+    assert lost.captured_at > lost.created_at
+    assert lost.platform_fee == platform_fee(10_000, "EUR")
+    assert lost.transitions.filter(to_status=OrderStatus.SUCCESS, actor="reconciliation").count() == 1
     assert JournalTransaction.objects.filter(kind="payin", reference=lost.payment_order_id).count() == 1
     assert by_reference[lost.psp_reference].status == MismatchStatus.AUTO_RESOLVED
     entries = settlement_entries(run)
