@@ -147,9 +147,9 @@ WHERE l.line_no = d.line_no
 """
 
 # A duplicate joins nothing (its match_key is NULL) and is its own finding. What else a line says (its source and
-# metadata ids) stays in the lines table, for the few lines that become findings or are applied from the PSP's side
-# (MISMATCHES, PSP_ONLY): carried here, it doubled the width of the join's hash table, a million entries, and of the
-# table written.
+# metadata ids) is left out, and DETAILS copies it for the few lines that become findings or are applied from the
+# PSP's side (MISMATCHES, PSP_ONLY): carried here, it doubled the width of the join's hash table, a million entries,
+# and of the table written.
 RESULTS = """
 CREATE UNLOGGED TABLE {results} AS
 WITH candidates AS (
@@ -182,6 +182,15 @@ FROM candidates c
 FULL OUTER JOIN ours o ON o.category = c.category AND o.key = c.match_key AND o.currency = c.currency
 WHERE c.txn IS NOT NULL OR o.booked_at <= %(cutoff)s
 """.replace("{ours}", OURS)
+
+# The lines not simply matched, with what else they say. Its own small table: joined with the lines themselves, the
+# results (no statistics: just written) were planned as the larger side, and the lines hashed whole to find a few.
+DETAILS = """
+CREATE UNLOGGED TABLE {details} AS
+SELECT line_no, source_id, payment_intent_id, payment_order_id, payment_id, refund_id, payout_id
+FROM {lines}
+WHERE line_no IN (SELECT line_no FROM {results} WHERE result <> 'matched' AND line_no IS NOT NULL)
+"""
 
 # What the PSP still owes us by our records, per currency: our items it has not settled yet.
 # The charges are summed order by order (a charge's amount is its orders'), each order's charge looked up among the
@@ -289,7 +298,7 @@ SELECT %(psp)s,
                  OR (r.result = 'amount_difference' AND abs(r.psp_amount - r.our_amount) <= th.threshold)
             THEN now() END
 FROM {results} r
-LEFT JOIN {lines} l ON l.line_no = r.line_no
+LEFT JOIN {details} l ON l.line_no = r.line_no
 LEFT JOIN unnest(%(currencies)s::text[], %(thresholds)s::bigint[]) AS th(code, threshold) ON th.code = r.currency
 WHERE r.result NOT IN ('matched', 'psp_only')
 ON CONFLICT (psp, natural_key) DO UPDATE
@@ -322,7 +331,7 @@ PSP_ONLY = """
 SELECT r.line_no, r.txn, r.category, r.key, r.currency, r.gross, r.fee, r.net, r.psp_amount, l.source_id,
        l.payment_intent_id, l.payment_order_id, l.payment_id, l.refund_id, l.payout_id
 FROM {results} r
-JOIN {lines} l ON l.line_no = r.line_no
+JOIN {details} l ON l.line_no = r.line_no
 WHERE r.result = 'psp_only'
 ORDER BY r.line_no
 """

@@ -81,17 +81,19 @@ class _Tables:
     stage: str
     lines: str
     results: str
+    details: str
 
     @classmethod
     def for_run(cls, run: ReconciliationRun) -> _Tables:
         base = f"recon_{run.pk}_{run.attempts}"
-        return cls(f"{base}_stage", f"{base}_lines", f"{base}_results")
+        return cls(f"{base}_stage", f"{base}_lines", f"{base}_results", f"{base}_details")
 
     def format(self, statement: str, **more: sql.Composable) -> sql.Composed:
         return sql.SQL(statement).format(
             stage=sql.Identifier(self.stage),
             lines=sql.Identifier(self.lines),
             results=sql.Identifier(self.results),
+            details=sql.Identifier(self.details),
             **more,
         )
 
@@ -207,6 +209,7 @@ def _attempt(
         lap("type")
         cursor.execute(tables.format(matching.RESULTS), common)
         cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))
+        cursor.execute(tables.format(matching.DETAILS))
         lap("match")
         progress("match", 0)
         psp_only = _columns(cursor, tables.format(matching.PSP_ONLY))
@@ -230,7 +233,7 @@ def _attempt(
         cursor.execute(tables.format(matching.SETTLEMENT), common)
         settlement = cursor.fetchall()
         lap("persist")
-        for name in (tables.results, tables.lines, tables.stage):
+        for name in (tables.details, tables.results, tables.lines, tables.stage):
             cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
     for currency, net, fees, ours, auto_difference in settlement:
         _post_settlement(run, currency, int(net), int(fees), int(ours), int(auto_difference))
