@@ -234,10 +234,9 @@ WHERE txn IS NOT NULL
 GROUP BY currency
 """
 
-# In balance transaction order, the index's own ("C", models.SettledItem): one of the table's two unique indexes then
-# takes its entries in order, a leaf page after the other, instead of at random all over it (at a million lines, about
-# a fifth of this statement's time).
-# A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes both unique indexes before writing
+# In key order, the unique index's own ("C", models.SettledItem): the index then takes its entries in order, a leaf
+# page after the other, instead of at random all over it.
+# A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes the unique index before writing
 # each row (it nearly doubled this statement's time): a matched line and its item were found unsettled by RESULTS, in
 # this transaction, so they cannot be settled already; only a line the run applied from the PSP's side may name an
 # item a previous run settled (a second line for it: this one is a finding), and those few are looked up. Should a
@@ -251,7 +250,7 @@ WHERE r.result = ANY(%(accounted)s) AND r.key IS NOT NULL
   AND (r.result <> 'missing_internally' OR NOT EXISTS (
       SELECT 1 FROM reconciliation_settleditem si WHERE si.key = r.key AND si.category = r.category AND si.psp = %(psp)s
   ))
-ORDER BY r.txn COLLATE "C"
+ORDER BY r.key COLLATE "C"
 """
 
 # Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction (a

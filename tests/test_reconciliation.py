@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 from django.core.management import call_command
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ledger.models import Entry, JournalTransaction
@@ -442,6 +443,17 @@ def test_a_lines_amounts_are_decimals_within_their_currencys_places(
         assert (run.lines_malformed, run.counts) == (0, {"unclassifiable": 1})
     else:
         assert (run.lines_malformed, run.malformed, run.counts) == (1, [{"line": 2, "error": error}], {})
+
+
+def test_the_database_settles_an_item_once_whichever_line_names_it() -> None:
+    # What keeps two runs, even concurrent ones, from relieving PSP clearing twice for one item.
+    run = ReconciliationRun.objects.create(psp="stripe", settlement_date=SETTLES_ON)
+    SettledItem.objects.create(psp="stripe", category="charge", key="pi_once", balance_transaction_id="txn_1", run=run)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SettledItem.objects.create(
+            psp="stripe", category="charge", key="pi_once", balance_transaction_id="txn_2", run=run
+        )
 
 
 def test_the_run_times_each_phase_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
