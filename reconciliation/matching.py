@@ -26,6 +26,7 @@ CAPTURED = sorted(status.value for status in CAPTURED_STATUSES)
 # The key each report category is matched on: what the PSP knows of ours (metadata) or its own id we stored. An
 # amount is a decimal with at most its currency's decimal places: one regular expression per currency says both
 # (built once per currency, as its factor), so a value is parsed as a number once, to be scaled, not three times.
+# The lines keep only what matching reads; the ids a finding shows stay in the staging table (DETAILS).
 LINES = """
 CREATE UNLOGGED TABLE {lines} AS
 SELECT t.*, t.key AS match_key, 1 AS copy, false AS duplicate FROM (
@@ -42,9 +43,7 @@ SELECT s.line_no, s.balance_transaction_id AS txn, s.reporting_category AS categ
        CASE WHEN s.gross ~ ex.decimal THEN (s.gross::numeric * ex.factor)::bigint END AS gross,
        CASE WHEN s.fee ~ ex.decimal THEN (s.fee::numeric * ex.factor)::bigint END AS fee,
        CASE WHEN s.net ~ ex.decimal THEN (s.net::numeric * ex.factor)::bigint END AS net,
-       ex.exp IS NULL AS currency_unknown,
-       s.source_id, s.payment_intent_id, s.payment_order_id, s.payment_id, s.refund_id, s.payout_id,
-       s.available_on_utc
+       ex.exp IS NULL AS currency_unknown
 FROM ({split}) s
 LEFT JOIN (
     SELECT currency, exp, power(10::numeric, exp) AS factor,
@@ -148,8 +147,8 @@ WHERE l.line_no = d.line_no
 
 # A duplicate joins nothing (its match_key is NULL) and is its own finding. What else a line says (its source and
 # metadata ids) is left out, and DETAILS copies it for the few lines that become findings or are applied from the
-# PSP's side (MISMATCHES, PSP_ONLY): carried here, it doubled the width of the join's hash table, a million entries,
-# and of the table written.
+# PSP's side (MISMATCHES, PSP_ONLY): carried through the lines and here, it doubled the width of the join's hash
+# table, a million entries, and of the tables written.
 RESULTS = """
 CREATE UNLOGGED TABLE {results} AS
 WITH candidates AS (
@@ -183,13 +182,14 @@ FULL OUTER JOIN ours o ON o.category = c.category AND o.key = c.match_key AND o.
 WHERE c.txn IS NOT NULL OR o.booked_at <= %(cutoff)s
 """.replace("{ours}", OURS)
 
-# The lines not simply matched, with what else they say. Its own small table: joined with the lines themselves, the
-# results (no statistics: just written) were planned as the larger side, and the lines hashed whole to find a few.
+# The lines not simply matched, with what else they say, from the staged file. Its own small table: joined with the
+# lines themselves, the results (no statistics: just written) were planned as the larger side, and the lines hashed
+# whole to find a few.
 DETAILS = """
 CREATE UNLOGGED TABLE {details} AS
-SELECT line_no, source_id, payment_intent_id, payment_order_id, payment_id, refund_id, payout_id
-FROM {lines}
-WHERE line_no IN (SELECT line_no FROM {results} WHERE result <> 'matched' AND line_no IS NOT NULL)
+SELECT s.line_no, s.source_id, s.payment_intent_id, s.payment_order_id, s.payment_id, s.refund_id, s.payout_id
+FROM ({split}) s
+WHERE s.line_no IN (SELECT line_no FROM {results} WHERE result <> 'matched' AND line_no IS NOT NULL)
 """
 
 # What the PSP still owes us by our records, per currency: our items it has not settled yet.

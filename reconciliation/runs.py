@@ -209,7 +209,7 @@ def _attempt(
         lap("type")
         cursor.execute(tables.format(matching.RESULTS), common)
         cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))
-        cursor.execute(tables.format(matching.DETAILS))
+        cursor.execute(tables.format(matching.DETAILS, split=ingest.split_query(tables.stage, staged)))
         lap("match")
         progress("match", 0)
         psp_only = _columns(cursor, tables.format(matching.PSP_ONLY))
