@@ -29,7 +29,7 @@ CAPTURED = sorted(status.value for status in CAPTURED_STATUSES)
 # The lines keep only what matching reads; the ids a finding shows stay in the staging table (DETAILS).
 LINES = """
 CREATE UNLOGGED TABLE {lines} AS
-SELECT t.*, t.key AS match_key, 1 AS copy, false AS duplicate FROM (
+SELECT t.*, 1 AS copy, false AS duplicate FROM (
 SELECT s.line_no, s.balance_transaction_id AS txn, s.reporting_category AS category,
        nullif(CASE s.reporting_category
            WHEN 'charge' THEN s.payment_intent_id
@@ -140,12 +140,13 @@ WHERE d.txn_n > 1 OR d.key_n > 1
 
 DUPLICATES_MARK = """
 UPDATE {lines} l
-SET copy = d.copy, duplicate = true, match_key = NULL
+SET copy = d.copy, duplicate = true
 FROM unnest(%(lines)s::int[], %(copies)s::int[]) AS d(line_no, copy)
 WHERE l.line_no = d.line_no
 """
 
-# A duplicate joins nothing (its match_key is NULL) and is its own finding. What else a line says (its source and
+# A duplicate joins nothing (ours are never duplicates: a key of the join, which costs the hash table a byte where a
+# second copy of the key cost it a column) and is its own finding. What else a line says (its source and
 # metadata ids) is left out, and DETAILS copies it for the few lines that become findings or are applied from the
 # PSP's side (MISMATCHES, PSP_ONLY): carried through the lines and here, it doubled the width of the join's hash
 # table, a million entries, and of the tables written.
@@ -155,7 +156,7 @@ WITH candidates AS (
     SELECT l.*, CASE WHEN l.category IN ('dispute', 'dispute_reversal') THEN l.net ELSE l.gross END AS compared
     FROM {lines} l
 ), ours AS (
-    SELECT o.* FROM ({ours}) o
+    SELECT o.*, false AS duplicate FROM ({ours}) o
     WHERE NOT EXISTS (
         SELECT 1 FROM reconciliation_settleditem si
         WHERE si.psp = %(psp)s AND si.category = o.category AND si.key = o.key
@@ -178,7 +179,8 @@ SELECT c.line_no, c.txn, coalesce(c.category, o.category) AS category, coalesce(
        END AS result,
        coalesce(c.copy, 1) AS copy
 FROM candidates c
-FULL OUTER JOIN ours o ON o.category = c.category AND o.key = c.match_key AND o.currency = c.currency
+FULL OUTER JOIN ours o
+    ON o.category = c.category AND o.key = c.key AND o.currency = c.currency AND o.duplicate = c.duplicate
 WHERE c.txn IS NOT NULL OR o.booked_at <= %(cutoff)s
 """.replace("{ours}", OURS)
 
