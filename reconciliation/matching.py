@@ -90,12 +90,12 @@ WHERE d.status = 'WON'
 """
 
 OURS = """
-SELECT 'charge' AS category, o.psp_reference AS key, o.amount_currency AS currency,
+SELECT 'charge' AS category, o.psp_reference COLLATE "C" AS key, o.amount_currency AS currency,
        sum((o.amount * power(10::numeric, ex.exp))::bigint)::bigint AS amount, max(o.captured_at) AS booked_at
 FROM payments_paymentorder o
 JOIN unnest(%(currencies)s::text[], %(exponents)s::int[]) AS ex(currency, exp) ON ex.currency = o.amount_currency
 WHERE o.status = ANY(%(captured)s) AND o.psp_reference <> ''
-GROUP BY o.psp_reference, o.amount_currency
+GROUP BY o.psp_reference COLLATE "C", o.amount_currency
 UNION ALL
 {ours_other}""".replace("{ours_other}", OURS_OTHER)
 
@@ -150,6 +150,9 @@ WHERE l.line_no = d.line_no
 # metadata ids) is left out, and DETAILS copies it for the few lines that become findings or are applied from the
 # PSP's side (MISMATCHES, PSP_ONLY): carried through the lines and here, it doubled the width of the join's hash
 # table, a million entries, and of the tables written.
+# The captured orders are grouped into charges in key order (sorted, runs.py switching the hash aggregate off for this
+# statement), and drive the join, so the results come out in key order, which SETTLE_ITEMS inserts them in; grouped
+# in a hash table, they came out at random and had to be sorted again there.
 RESULTS = """
 CREATE UNLOGGED TABLE {results} AS
 WITH candidates AS (
@@ -162,7 +165,8 @@ WITH candidates AS (
         WHERE si.psp = %(psp)s AND si.category = o.category AND si.key = o.key
     )
 )
-SELECT c.line_no, c.txn, coalesce(c.category, o.category) AS category, coalesce(c.key, o.key) AS key,
+SELECT c.line_no, c.txn, coalesce(c.category, o.category) AS category,
+       coalesce(c.key, o.key) COLLATE "default" AS key,
        coalesce(c.currency, o.currency) AS currency, c.gross, c.fee, c.net, c.compared AS psp_amount,
        o.amount AS our_amount, o.booked_at, o.key IS NOT NULL AS ours_found,
        CASE
@@ -236,23 +240,21 @@ WHERE txn IS NOT NULL
 GROUP BY currency
 """
 
-# In key order, the unique index's own ("C", models.SettledItem): the index then takes its entries in order, a leaf
-# page after the other, instead of at random all over it.
+# In key order, the unique index's own ("C", models.SettledItem), as the results come (see RESULTS): the index then
+# takes its entries a leaf page after the other, instead of at random all over it. No ORDER BY: the order only makes
+# this faster, never different, and sorting the million rows again cost a second (spilling to disk).
 # A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes the unique index before writing
 # each row (it nearly doubled this statement's time): a matched line and its item were found unsettled by RESULTS, in
 # this transaction, so they cannot be settled already; only a line the run applied from the PSP's side may name an
-# item a previous run settled (a second line for it: this one is a finding), and those few are looked up. Should a
+# item a previous run settled (a second line for it: this one is a finding), and those few were looked up in the
+# PSP-only step (PSP_ONLY_SETTLED: here, the lookup ran as the items were written, each one reading them all). Should a
 # concurrent run of another date settle the same item meanwhile, the unique index fails this run, which is retried,
 # rather than relieving PSP clearing twice for one item.
 SETTLE_ITEMS = """
 INSERT INTO reconciliation_settleditem (psp, category, key, balance_transaction_id, run_id)
 SELECT %(psp)s, r.category, r.key, r.txn, %(run)s
 FROM {results} r
-WHERE r.result = ANY(%(accounted)s) AND r.key IS NOT NULL
-  AND (r.result <> 'missing_internally' OR NOT EXISTS (
-      SELECT 1 FROM reconciliation_settleditem si WHERE si.key = r.key AND si.category = r.category AND si.psp = %(psp)s
-  ))
-ORDER BY r.key COLLATE "C"
+WHERE r.result = ANY(%(accounted)s) AND r.key IS NOT NULL AND r.settled_before IS NOT TRUE
 """
 
 # Findings for people (and the auto-resolved ones, as evidence). A line is known by its balance transaction (a
@@ -337,10 +339,15 @@ WHERE r.result = 'psp_only'
 ORDER BY r.line_no
 """
 
-# What was done with each of those lines (runs._settle_psp_only), all at once.
+# What was done with each of those lines (runs._settle_psp_only), all at once; and whether one applied from the PSP's
+# side names an item a previous run settled (SETTLE_ITEMS), looked up here, before any item of this run is written.
 PSP_ONLY_SETTLED = """
 UPDATE {results} r
-SET result = s.category, auto_note = s.note, our_amount = CASE WHEN s.accounted THEN r.psp_amount END
+SET result = s.category, auto_note = s.note, our_amount = CASE WHEN s.accounted THEN r.psp_amount END,
+    settled_before = s.accounted AND EXISTS (
+        SELECT 1 FROM reconciliation_settleditem si
+        WHERE si.key = r.key AND si.category = r.category AND si.psp = %(psp)s
+    )
 FROM unnest(%(txns)s::text[], %(categories)s::text[], %(notes)s::text[], %(accounted)s::boolean[])
     AS s(txn, category, note, accounted)
 WHERE r.txn = s.txn AND r.result = 'psp_only'

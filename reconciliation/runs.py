@@ -207,8 +207,10 @@ def _attempt(
         # The join below is planned from these statistics: without them, a table just written looks tiny.
         cursor.execute(tables.format("ANALYZE {lines}"))
         lap("type")
+        cursor.execute("SELECT set_config('enable_hashagg', 'off', true)")  # charges grouped in key order (RESULTS)
         cursor.execute(tables.format(matching.RESULTS), common)
-        cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text"))
+        cursor.execute("SELECT set_config('enable_hashagg', 'on', true)")
+        cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text, ADD COLUMN settled_before bool"))
         cursor.execute(tables.format(matching.DETAILS, split=ingest.split_query(tables.stage, staged)))
         lap("match")
         progress("match", 0)
@@ -219,12 +221,14 @@ def _attempt(
             txns, categories, notes, accounted = (list(column) for column in zip(*settled, strict=True))
             cursor.execute(
                 tables.format(matching.PSP_ONLY_SETTLED),
-                {"txns": txns, "categories": categories, "notes": notes, "accounted": accounted},
+                {"txns": txns, "categories": categories, "notes": notes, "accounted": accounted, "psp": run.psp},
             )
         lap("psp_only")
-        cursor.execute(tables.format(matching.MISMATCHES), common)
+        # The open findings about an item alone, read before this run adds its own: an item this run finds alone
+        # has no line in it, so only an earlier run's can be resolved by a line arriving now.
         cursor.execute(matching.OPEN_ITEMS, common)
         open_items = [key for (key,) in cursor.fetchall()]
+        cursor.execute(tables.format(matching.MISMATCHES), common)
         if open_items:
             cursor.execute(tables.format(matching.CARRIED_RESOLVED), {**common, "open_items": open_items})
         cursor.execute(tables.format(matching.SETTLE_ITEMS), common)
