@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from reconciliation.models import LedgerCheckRun
-from reconciliation.selectors import CHECKS, CheckResult, describe_violation
+from reconciliation.selectors import CHECKS, LEDGER_BALANCED, CheckResult, describe_violation
 
 logger = logging.getLogger("reconciliation.ledger_check")
 
@@ -24,6 +24,11 @@ LOGGED_VIOLATIONS = 50
 # READ ONLY: the checks can never write, whatever a future one does.
 _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
+# Parallel workers per check, for the checks that gain from them. The per-currency sums split across workers and
+# merge a few rows (a million journals' entries: 0.84 s alone, 0.55 s with two workers); the wallet and pay-in checks
+# do not: each worker built the same per-wallet or per-journal aggregate again, three times the work.
+_PARALLEL_WORKERS = {LEDGER_BALANCED: "2"}
+
 
 def ledger_check_run(*, actor: str) -> LedgerCheckRun:
     """Run every ledger check on one snapshot, store the run (what the admin shows) and return it.
@@ -38,16 +43,19 @@ def ledger_check_run(*, actor: str) -> LedgerCheckRun:
         with connection.cursor() as cursor:
             cursor.execute(_SNAPSHOT)
             # For this transaction only: each check aggregates whole tables, in memory (see the setting), and none
-            # gains from JIT (its compilation took longer than it saved) or parallel workers (each worker built the
-            # same per-journal aggregate again: three times the work).
+            # gains from JIT (its compilation took longer than it saved).
             cursor.execute(
-                "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true),"
-                " set_config('max_parallel_workers_per_gather', '0', true)",
+                "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
                 [settings.RECONCILIATION_WORK_MEM],
             )
         for name, check in CHECKS.items():
             if any(result.check == name for result in results):
                 continue  # answered by an earlier check's query
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('max_parallel_workers_per_gather', %s, true)",
+                    [_PARALLEL_WORKERS.get(name, "0")],
+                )
             found = check(limit=KEPT_PER_CHECK)
             results.extend(found if isinstance(found, list) else [found])
     finished_at = timezone.now()
