@@ -191,10 +191,16 @@ JOIN payments_paymentorder o ON o.id = a.order_id
 WHERE d.status = 'LOST' AND a.id >= (SELECT (min(id) + max(id)) / 2 FROM payments_disputeallocation)
 ORDER BY a.id LIMIT 1
 """
+# Settled items have no id (their key is their primary key): the middle captured order's charge, or the next in key
+# order.
 _TXN = """
 SELECT balance_transaction_id FROM reconciliation_settleditem
-WHERE category = 'charge' AND id >= (SELECT (min(id) + max(id)) / 2 FROM reconciliation_settleditem)
-ORDER BY id LIMIT 1
+WHERE category = 'charge' AND key >= (
+    SELECT psp_reference FROM payments_paymentorder
+    WHERE psp_reference <> '' AND id >= (SELECT (min(id) + max(id)) / 2 FROM payments_paymentorder)
+    ORDER BY id LIMIT 1
+)
+ORDER BY key LIMIT 1
 """
 _PAYOUT = """
 SELECT payout_id FROM payments_payout WHERE id >= (SELECT (min(id) + max(id)) / 2 FROM payments_payout)

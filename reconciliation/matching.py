@@ -240,15 +240,15 @@ WHERE txn IS NOT NULL
 GROUP BY currency
 """
 
-# In key order, the unique index's own ("C", models.SettledItem), as the results come (see RESULTS): the index then
+# In key order, the primary key's own ("C", models.SettledItem), as the results come (see RESULTS): the index then
 # takes its entries a leaf page after the other, instead of at random all over it. No ORDER BY: the order only makes
 # this faster, never different, and sorting the million rows again cost a second (spilling to disk).
-# A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes the unique index before writing
+# A plain INSERT, not ON CONFLICT DO NOTHING, whose speculative insertion probes the primary key before writing
 # each row (it nearly doubled this statement's time): a matched line and its item were found unsettled by RESULTS, in
 # this transaction, so they cannot be settled already; only a line the run applied from the PSP's side may name an
 # item a previous run settled (a second line for it: this one is a finding), and those few were looked up in the
 # PSP-only step (PSP_ONLY_SETTLED: here, the lookup ran as the items were written, each one reading them all). Should a
-# concurrent run of another date settle the same item meanwhile, the unique index fails this run, which is retried,
+# concurrent run of another date settle the same item meanwhile, the primary key fails this run, which is retried,
 # rather than relieving PSP clearing twice for one item.
 SETTLE_ITEMS = """
 INSERT INTO reconciliation_settleditem (psp, category, key, balance_transaction_id, run_id)
