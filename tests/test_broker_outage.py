@@ -8,13 +8,18 @@ down too, the recovery sweep sends the order (tests/test_failures.py).
 
 from __future__ import annotations
 
+import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from bench.processes import RedisServer
+from ops.signals import HEADER
+from payments import relay
 from payments.models import OrderStatus, PaymentOrder
 from psp_sandbox.models import Charge
 from tests.conftest import order, payment_body, run_queue, running_relay, served_queues, wait_until
@@ -74,3 +79,33 @@ def test_a_payment_committed_while_redis_is_down_completes_once_redis_is_back(
             wait_until(lambda: PaymentOrder.objects.get(payment_order_id=order_id).status == OrderStatus.SUCCESS)
 
     assert Charge.objects.filter(payment_order_id=order_id).count() == 1
+
+
+def test_the_relay_keeps_a_burst_while_the_broker_is_down_and_then_queues_every_order_once(
+    broker: RedisServer,
+) -> None:
+    from config.celery import app
+
+    # given more orders announced at once than the relay sends in one batch, while the broker is down
+    announced = [f"po_burst_{n} req_{n}" for n in range(relay.PUBLISH_BATCH + 7)]
+    pending = deque(announced)
+    broker.kill()
+
+    # when the relay tries to publish them, then it keeps them all
+    relay._publish(pending, relay._Outage())
+    assert list(pending) == announced
+
+    # when the broker is back and the relay tries again
+    broker.start()
+    app._pool = None
+    app.amqp._producer_pool = None
+    relay._publish(pending, relay._Outage())
+
+    # then nothing waits any more, and each order has one executor message, with the request that created it
+    assert not pending
+    queue = run_queue("payments")
+    messages = [json.loads(raw) for raw in redis.Redis.from_url(broker.url).lrange(queue, 0, -1)]
+    queued = sorted(
+        (message["headers"]["argsrepr"], message["headers"][HEADER]["request_id"]) for message in messages
+    )
+    assert queued == sorted((repr((f"po_burst_{n}",)), f"req_{n}") for n in range(relay.PUBLISH_BATCH + 7))
