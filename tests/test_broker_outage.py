@@ -105,7 +105,5 @@ def test_the_relay_keeps_a_burst_while_the_broker_is_down_and_then_queues_every_
     assert not pending
     queue = run_queue("payments")
     messages = [json.loads(raw) for raw in redis.Redis.from_url(broker.url).lrange(queue, 0, -1)]
-    queued = sorted(
-        (message["headers"]["argsrepr"], message["headers"][HEADER]["request_id"]) for message in messages
-    )
+    queued = sorted((message["headers"]["argsrepr"], message["headers"][HEADER]["request_id"]) for message in messages)
     assert queued == sorted((repr((f"po_burst_{n}",)), f"req_{n}") for n in range(relay.PUBLISH_BATCH + 7))
