@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib
 import itertools
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -10,6 +11,7 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from djmoney.money import Money
 
 from api.services import IssuedKey
+from payments.locks import order_lock
 from payments.models import OrderStatus, OrderTransition, PaymentEvent, PaymentOrder
 from tests.conftest import unique
 from wallets.services import sellers_ensure
@@ -239,3 +241,36 @@ def test_the_transition_log_is_append_only(issued_key: IssuedKey, statement: str
         cursor.execute(statement)
     assert OrderTransition.objects.filter(reason="rewritten").count() == 0
     assert OrderTransition.objects.count() == 2
+
+
+def test_an_order_locked_is_the_order_the_orm_loads_with_its_payment_and_moves_the_same(
+    issued_key: IssuedKey, django_assert_num_queries: Any
+) -> None:
+    # given an order that has started executing
+    order = _walk(_order(issued_key), OrderStatus.EXECUTING)
+    loaded = PaymentOrder.objects.select_related("event").get(pk=order.pk)
+
+    with transaction.atomic():
+        # when it is locked
+        locked = order_lock(payment_order_id=order.payment_order_id)
+
+        # then every field is what the ORM reads, the payment comes with it, and the row is held
+        assert {f.attname: getattr(locked, f.attname) for f in PaymentOrder._meta.concrete_fields} == {
+            f.attname: getattr(loaded, f.attname) for f in PaymentOrder._meta.concrete_fields
+        }
+        assert locked.amount == Money(Decimal("10.00"), "EUR")
+        with django_assert_num_queries(0):
+            assert locked.event.checkout_id == "chk"
+            assert locked.event.pk == loaded.event.pk
+        assert locked.row_locked is True
+
+        # and its transition saves from the status it was read in
+        locked.mark_success(actor=ACTOR, reason="locked")
+        locked.save()
+    assert PaymentOrder.objects.get(pk=order.pk).status == OrderStatus.SUCCESS
+    assert list(order.transitions.order_by("pk").values_list("to_status", flat=True)) == ["EXECUTING", "SUCCESS"]
+
+
+def test_locking_an_order_that_does_not_exist_raises_does_not_exist() -> None:
+    with pytest.raises(PaymentOrder.DoesNotExist), transaction.atomic():
+        order_lock(payment_order_id="po_nobody")
