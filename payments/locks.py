@@ -1,13 +1,18 @@
-"""Row locks on payment orders, always taken in primary-key order so that two callers never deadlock."""
+"""Row locks on payment orders, always taken in primary-key order so that two callers never deadlock, and the
+helpers of the hot paths' locking statements written once (``row_columns``, ``row_instance``)."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from django.db import connection, models, transaction
 from psycopg import sql
 
 from payments.models import PaymentEvent, PaymentOrder
+
+M = TypeVar("M", bound=models.Model)
 
 
 def order_lock(*, payment_order_id: str) -> PaymentOrder:
@@ -24,14 +29,23 @@ def order_lock(*, payment_order_id: str) -> PaymentOrder:
         row = cursor.fetchone()
     if row is None:
         raise PaymentOrder.DoesNotExist(f"PaymentOrder matching payment_order_id={payment_order_id!r} does not exist")
-    order_fields, event_fields = _fields(PaymentOrder), _fields(PaymentEvent)
-    order = PaymentOrder.from_db(connection.alias, order_fields, row[: len(order_fields)])
-    event = PaymentEvent.from_db(connection.alias, event_fields, row[len(order_fields) :])
+    split = len(PaymentOrder._meta.concrete_fields)
+    order, event = row_instance(PaymentOrder, row[:split]), row_instance(PaymentEvent, row[split:])
     PaymentOrder._meta.get_field("event").set_cached_value(order, event)
     order.row_locked = True
     # The lock ends with the transaction; a save of this instance after it must take the careful path again.
     transaction.on_commit(lambda: setattr(order, "row_locked", False))
     return order
+
+
+def row_columns(model: type[models.Model], table: str) -> sql.Composed:
+    """Every column of ``model``, in field order, qualified by ``table``: what ``row_instance`` makes an instance of."""
+    return sql.SQL(", ").join(sql.Identifier(table, _column(field)) for field in model._meta.concrete_fields)
+
+
+def row_instance(model: type[M], row: Sequence[Any]) -> M:
+    """An instance of ``model`` from the values of ``row_columns``, made as the ORM makes the ones it loads."""
+    return model.from_db(connection.alias, [field.attname for field in model._meta.concrete_fields], row)
 
 
 def _column(field: object) -> str:
@@ -40,22 +54,16 @@ def _column(field: object) -> str:
     return column
 
 
-def _fields(model: type[models.Model]) -> list[str]:
-    return [field.attname for field in model._meta.concrete_fields]
-
-
 @functools.cache
 def _lock_statement() -> sql.Composed:
     # FOR UPDATE OF the order's row only. Locking its payment too would queue every order of a multi-seller payment
     # behind each other.
     order, event = PaymentOrder._meta, PaymentEvent._meta
-    columns = [sql.Identifier("o", _column(field)) for field in order.concrete_fields]
-    columns += [sql.Identifier("e", _column(field)) for field in event.concrete_fields]
     return sql.SQL(
         "SELECT {columns} FROM {orders} o JOIN {events} e ON e.{event_pk} = o.{event_fk}"
         " WHERE o.{order_id} = %s FOR UPDATE OF o"
     ).format(
-        columns=sql.SQL(", ").join(columns),
+        columns=sql.SQL(", ").join([row_columns(PaymentOrder, "o"), row_columns(PaymentEvent, "e")]),
         orders=sql.Identifier(order.db_table),
         events=sql.Identifier(event.db_table),
         event_pk=sql.Identifier(_column(event.pk)),

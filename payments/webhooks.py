@@ -10,6 +10,7 @@ the order's state machine decides what a late or repeated event may still change
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -18,14 +19,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Q
-from django.db.models.functions import Now
 from django.utils import timezone
+from psycopg import sql
 
 from ops import context as log_context
 from ops.metrics import retries_total
 from payments.disputes import dispute_apply
 from payments.execution import order_apply_result
+from payments.locks import row_columns, row_instance
 from payments.models import PaymentOrder, Refund, WebhookEvent
 from payments.psp import payment_gateway
 from payments.psp.gateway import PspNotice
@@ -136,17 +137,36 @@ def _drain(*, max_seconds: float, linger_seconds: float) -> int:
 
 def _drain_one() -> bool:
     with transaction.atomic():
-        event = (
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(processed_at__isnull=True, attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=Now()))
-            .order_by("pk")
-            .first()
-        )
+        event = _next_waiting()
         if event is None:
             return False
         _process_locked(event)
     return True
+
+
+def _next_waiting() -> WebhookEvent | None:
+    """The oldest event due for processing, locked (one no other drain holds). A lingering drain asks for it every
+    few milliseconds, most times finding none, so it is one statement written once: the equivalent queryset's
+    compilation cost four times the statement's own round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(_next_waiting_statement(), [settings.WEBHOOK_MAX_ATTEMPTS])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return row_instance(WebhookEvent, row)
+
+
+@functools.cache
+def _next_waiting_statement() -> sql.Composed:
+    # Served by the partial index on waiting events (processed_at IS NULL), in id order.
+    return sql.SQL(
+        "SELECT {columns} FROM {table} WHERE processed_at IS NULL AND attempts < %s"
+        " AND (next_attempt_at IS NULL OR next_attempt_at <= statement_timestamp())"
+        " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    ).format(
+        columns=row_columns(WebhookEvent, WebhookEvent._meta.db_table),
+        table=sql.Identifier(WebhookEvent._meta.db_table),
+    )
 
 
 def webhook_event_process(*, event_id: str) -> str:
