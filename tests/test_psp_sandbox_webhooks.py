@@ -371,3 +371,19 @@ def test_sandbox_deliver_sends_what_is_due_once() -> None:
     assert out.getvalue().strip() == "1 deliveries attempted"
     assert [item.verified().id for item in endpoint.all()] == [event.id]
     assert delivery_of(event.id).status == WebhookDelivery.Status.DELIVERED
+
+
+@pytest.mark.django_db
+def test_a_claim_looks_up_earlier_deliveries_per_due_one_in_the_index_not_by_comparing_all_pairs() -> None:
+    # given a table the planner has no statistics for, as while a backlog builds up under load
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN " + webhooks._CLAIM_SQL,
+            {"lease_until": "now", "now": "now", "hold_since": "now", "max_hold_since": "now", "limit": 100},
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    # then the earlier-delivery test is a subplan probing the ordering index, never an anti-join over every waiting
+    # delivery (quadratic: two seconds a claim at 600 waiting)
+    assert "Anti Join" not in plan
+    assert "psp_sandbox_dlv_ordering" in plan
