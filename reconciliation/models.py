@@ -120,7 +120,7 @@ class SettledItem(models.Model):
         # them a leaf after the other; a second B-tree, on the balance transaction, took the same million entries
         # at random all over it, over half the settling time. Its uniqueness guarded nothing the run does not:
         # a line settled before leaves the run by its balance transaction, a line repeated within a file is a
-        # duplicate, and a line settles an item, which the unique key allows once.
+        # duplicate, and a line settles an item, which the primary key allows once.
         indexes = [HashIndex(fields=["balance_transaction_id"], name="recon_settled_line_idx")]
 
     def __str__(self) -> str:

@@ -209,7 +209,7 @@ def _attempt(
         lap("type")
         cursor.execute("SELECT set_config('enable_hashagg', 'off', true)")  # charges grouped in key order (RESULTS)
         cursor.execute(tables.format(matching.RESULTS), common)
-        cursor.execute("SELECT set_config('enable_hashagg', 'on', true)")
+        cursor.execute("SET LOCAL enable_hashagg TO DEFAULT")  # what the server says, not "on" regardless
         cursor.execute(tables.format("ALTER TABLE {results} ADD COLUMN auto_note text, ADD COLUMN settled_before bool"))
         cursor.execute(tables.format(matching.DETAILS, split=ingest.split_query(tables.stage, staged)))
         lap("match")

@@ -28,6 +28,15 @@ from tests.sandbox import Sandbox
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def pools_dropped() -> None:
+    """The app's connection pools are made lazily from broker_url: dropped, the next publish connects afresh (to a new
+    URL, or to a broker that has come back)."""
+    from config.celery import app
+
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def broker(settings: Any) -> Iterator[RedisServer]:
     from config.celery import app
@@ -35,16 +44,13 @@ def broker(settings: Any) -> Iterator[RedisServer]:
     own = RedisServer()
     own.start()
     before = app.conf.broker_url
-    # The app's connection pools are made lazily from broker_url: drop them so the next publish uses the new URL.
     app.conf.broker_url = own.url
-    app._pool = None
-    app.amqp._producer_pool = None
+    pools_dropped()
     try:
         yield own
     finally:
         app.conf.broker_url = before
-        app._pool = None
-        app.amqp._producer_pool = None
+        pools_dropped()
         own.kill()
 
 
@@ -71,8 +77,7 @@ def test_a_payment_committed_while_redis_is_down_completes_once_redis_is_back(
 
         # when Redis is back and a worker runs
         broker.start()
-        app._pool = None
-        app.amqp._producer_pool = None
+        pools_dropped()
         queues = [run_queue(name) for name in served_queues()]
         with start_worker(app, pool="solo", perform_ping_check=False, queues=queues):
             # then the relay publishes what it kept, and the order completes, charged once, with no sweep
@@ -84,8 +89,6 @@ def test_a_payment_committed_while_redis_is_down_completes_once_redis_is_back(
 def test_the_relay_keeps_a_burst_while_the_broker_is_down_and_then_queues_every_order_once(
     broker: RedisServer,
 ) -> None:
-    from config.celery import app
-
     # given more orders announced at once than the relay sends in one batch, while the broker is down
     announced = [f"po_burst_{n} req_{n}" for n in range(relay.PUBLISH_BATCH + 7)]
     pending = deque(announced)
@@ -97,8 +100,7 @@ def test_the_relay_keeps_a_burst_while_the_broker_is_down_and_then_queues_every_
 
     # when the broker is back and the relay tries again
     broker.start()
-    app._pool = None
-    app.amqp._producer_pool = None
+    pools_dropped()
     relay._publish(pending, relay._Outage())
 
     # then nothing waits any more, and each order has one executor message, with the request that created it
