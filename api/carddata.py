@@ -58,15 +58,25 @@ def contains_card_number(text: str) -> bool:
     return len(text) >= 13 and next(_card_spans(text), None) is not None
 
 
+def _log_card_spans(text: str) -> Iterator[tuple[int, int]]:
+    """The card numbers of a log line. The digits after a decimal point are not one: a duration such as
+    ``0.0367946749997828`` is Luhn-valid one time in ten."""
+    for start, end in _card_spans(text):
+        if not (start >= 2 and text[start - 1] == "." and text[start - 2].isdigit()):
+            yield start, end
+
+
+def log_holds_card_number(text: str) -> bool:
+    """True when the log line ``text`` holds a card number, by the rule ``mask_card_numbers`` removes them by."""
+    return len(text) >= 13 and next(_log_card_spans(text), None) is not None
+
+
 def mask_card_numbers(text: str) -> str:
-    """``text`` with every card number replaced, for log lines. The digits after a decimal point are not a card
-    number: a duration such as ``0.0367946749997828`` is Luhn-valid one time in ten, and would be masked."""
+    """``text`` with every card number replaced, for log lines (fractions kept: see ``_log_card_spans``)."""
     if len(text) < 13:
         return text
     pieces, position = [], 0
-    for start, end in _card_spans(text):
-        if start >= 2 and text[start - 1] == "." and text[start - 2].isdigit():
-            continue
+    for start, end in _log_card_spans(text):
         pieces += [text[position:start], "[card number removed]"]
         position = end
     return "".join(pieces) + text[position:] if pieces else text

@@ -79,6 +79,20 @@ def test_log_lines_are_masked() -> None:
     )
 
 
+def test_the_digits_of_a_fraction_in_a_log_line_are_not_a_card_number() -> None:
+    from api.carddata import log_holds_card_number, mask_card_numbers
+
+    # a duration whose 17 fraction digits are Luhn-valid, as a task's runtime often is
+    duration = "succeeded in 0.08415375699951255s"
+    assert contains_card_number(duration)
+    assert not log_holds_card_number(duration)
+    assert mask_card_numbers(duration) == duration
+    # while a card number after a full stop that ends a word is still one
+    sentence = "declined card.4242424242424242"
+    assert log_holds_card_number(sentence)
+    assert mask_card_numbers(sentence) == "declined card.[card number removed]"
+
+
 @pytest.mark.parametrize("text", ["card 4242424242424242 123", "4242 4242 4242 4242 42", "12 4000056655665556"])
 def test_a_card_number_next_to_other_digit_groups_is_found(text: str) -> None:
     assert contains_card_number(text)
