@@ -4,7 +4,8 @@ its ledger accounts, every captured order has exactly one pay-in posting).
 Each check is one set-based query that returns only what is wrong, so a clean ledger costs three aggregates however
 large it grows, and a broken one returns its first ``limit`` violations with the total count beside them
 (``count(*) OVER ()`` is computed before the LIMIT). They read whatever snapshot the caller's transaction holds:
-``services.ledger_check_run`` runs all three in one REPEATABLE READ transaction, so they agree with each other.
+``services.ledger_check_run`` runs them in two REPEATABLE READ transactions on one exported snapshot, so they agree
+with each other.
 """
 
 from __future__ import annotations

@@ -349,32 +349,81 @@ def test_a_second_payin_journal_for_one_reference_is_refused_even_with_triggers_
 
 
 def test_the_checks_read_one_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
-    # given a pay-in for no order committed by another session after the first check has read, before the others
+    # given a pay-in for no order committed by another session while the run is under way, after its first check
+    # (in the helper lane) has read, and before the pay-in check (in the first lane) begins: that lane waits for it,
+    # so only its snapshot, taken when the run began, can keep the posting out of sight
+    posted = threading.Event()
+
     def posted_elsewhere() -> None:
         try:
             payin_post(seller_account="seller_7", currency="EUR", gross=900, reference="po_late", actor="test")
         finally:
             connections.close_all()  # this thread's own connection
 
-    first = selectors.CHECKS[LEDGER_BALANCED]
+    first, payins = selectors.CHECKS[LEDGER_BALANCED], selectors.CHECKS[PAYINS_MATCH_ORDERS]
 
     def first_then_a_concurrent_posting(*, limit: int) -> CheckResult:
         result = first(limit=limit)
         thread = threading.Thread(target=posted_elsewhere)
         thread.start()
         thread.join()
+        posted.set()
         return result
 
+    def payins_after_the_posting(*, limit: int) -> Any:
+        assert posted.wait(timeout=30), "the helper lane never posted"
+        return payins(limit=limit)
+
     monkeypatch.setitem(selectors.CHECKS, LEDGER_BALANCED, first_then_a_concurrent_posting)
+    monkeypatch.setitem(selectors.CHECKS, PAYINS_MATCH_ORDERS, payins_after_the_posting)
 
     # when
     during = ledger_check_run(actor="test")
     monkeypatch.setitem(selectors.CHECKS, LEDGER_BALANCED, first)
+    monkeypatch.setitem(selectors.CHECKS, PAYINS_MATCH_ORDERS, payins)
     after = ledger_check_run(actor="test")
 
     # then the run that was under way does not see the posting; the next one does
     assert during.ok, during.violations
     assert after.check_counts[PAYINS_MATCH_ORDERS] == 1
+
+
+def test_both_lanes_read_the_snapshot_taken_before_either_started(
+    make_order: Callable[..., PaymentOrder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a wallet written around its triggers by another session once the first lane has taken its snapshot,
+    # before the helper lane (which runs the wallet check) has begun
+    post_payin(make_order(*CAPTURE))
+    wallet = Wallet.objects.get(seller_id="seller_7", currency="EUR")
+
+    def tampered_elsewhere() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL session_replication_role = replica")
+                cursor.execute("UPDATE wallets_wallet SET reserved = 123 WHERE id = %s", [wallet.pk])
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    snapshot_export = services._snapshot_export
+
+    def then_tampered() -> str:
+        snapshot = snapshot_export()
+        thread = threading.Thread(target=tampered_elsewhere)
+        thread.start()
+        thread.join()
+        return snapshot
+
+    assert WALLETS_MATCH_LEDGER not in services._FIRST_LANE  # else this would not test the helper lane
+    monkeypatch.setattr(services, "_snapshot_export", then_tampered)
+
+    # when
+    during = ledger_check_run(actor="test")
+    monkeypatch.undo()
+    after = ledger_check_run(actor="test")
+
+    # then the helper lane read the first lane's snapshot, not one of its own taken later; the next run sees it
+    assert during.ok, during.violations
+    assert after.check_counts == {**dict.fromkeys(CHECKS, 0), WALLETS_MATCH_LEDGER: 1}
 
 
 def test_a_run_keeps_a_bounded_number_of_violations_and_counts_them_all(monkeypatch: pytest.MonkeyPatch) -> None:
