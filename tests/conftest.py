@@ -17,6 +17,7 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.db.backends.postgresql.operations import DatabaseOperations
 from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
@@ -89,6 +90,25 @@ def _allow_ledger_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:
 
 
 connection_created.connect(_allow_ledger_truncate, dispatch_uid="tests.allow_ledger_truncate")
+
+
+_truncate_all = DatabaseOperations.sql_flush
+
+
+def _delete_all(
+    self: DatabaseOperations, style: Any, tables: Any, *, reset_sequences: bool = False, allow_cascade: bool = False
+) -> list[str]:
+    """The flush between transactional tests as one DELETE per table, with triggers off for its transaction (the
+    ledger's refusal and the foreign keys', whose rows all go together). TRUNCATE gave every table and index a new
+    file at each of some 300 flushes: 0.3-0.6 s a flush on this machine, against 0.05 s for deleting the few rows a
+    test leaves. Django runs the statements in one transaction, so SET LOCAL holds for all of them."""
+    if reset_sequences or not tables:
+        return _truncate_all(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+    deletes = [f"DELETE FROM {self.quote_name(table)}" for table in tables]  # noqa: S608 - Django's table names
+    return ["SET LOCAL session_replication_role = replica", *deletes]
+
+
+DatabaseOperations.sql_flush = _delete_all  # type: ignore[method-assign]
 
 
 def pg_params(**overrides: Any) -> dict[str, Any]:
