@@ -67,28 +67,44 @@ def test_every_line_keeps_its_number_and_the_unreadable_ones_are_reported(chunk:
     assert result.lines == result.malformed == 4
 
 
-def test_backslashes_commas_and_line_breaks_in_fields_are_data() -> None:
-    # given fields holding what COPY's text format would otherwise read as an escape, a NULL, the end of the data,
-    # a delimiter or a line break, unquoted where CSV allows it
+@pytest.mark.parametrize("chunk", [ingest.CHUNK, 16])
+def test_backslashes_commas_and_line_breaks_in_fields_are_data(chunk: int) -> None:
+    # given fields holding what COPY's text format would otherwise read as an escape (octal, hex), a NULL, the end
+    # of the data, a delimiter or a line break, quoted or not
     data = HEADER + (
         b"txn_1,eur,1.00,0.10,0.90,charge,C:\\dir\\n\n"
         b"txn_2,eur,1.00,0.10,0.90,charge,\\N\n"
         b"\\.\n"
         b'txn_3,eur,1.00,0.10,0.90,charge,"a,\\,b\r\nc\\"\n'
-        b"txn_4,eur,1.00,0.10,0.90,charge,\t\n"
+        b"txn_4,eur,1.00,0.10,0.90,charge,\\101\\x41\n"
     )
 
     # when
-    result, rows = stage(data)
+    result, rows = stage(data, chunk)
 
     # then each value is the line's, byte for byte, and the lone "\." is only a line with too few fields
     assert [(row[0], row[1], row[8]) for row in rows] == [
         (2, "txn_1", "C:\\dir\\n"),
         (3, "txn_2", "\\N"),
         (6, "txn_3", "a,\\,b\r\nc\\"),
-        (7, "txn_4", "\t"),
+        (7, "txn_4", "\\101\\x41"),
     ]
     assert result.malformed_lines == [{"line": 4, "error": "1 fields, the header has 7"}]
+
+
+def test_clean_lines_go_to_copy_as_read_with_empty_fields_empty_and_tabs_kept() -> None:
+    # given a file with nothing for the csv module to read: a tab in a field and an empty field
+    data = HEADER + b"txn_1,eur,1.00,0.10,0.90,charge,a\tb\ntxn_2,eur,2.00,0.10,1.90,,ch_2\n"
+
+    # when
+    result, rows = stage(data)
+
+    # then
+    assert [(row[0], row[1], row[7], row[8]) for row in rows] == [
+        (2, "txn_1", "charge", "a\tb"),
+        (3, "txn_2", "", "ch_2"),
+    ]
+    assert result.malformed_lines == []
 
 
 def test_a_report_written_with_crlf_line_breaks_reads_as_the_same_lines() -> None:
