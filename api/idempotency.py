@@ -11,6 +11,11 @@ advisory lock on the (client, key) pair tells a concurrent duplicate that the fi
 it wait. New keys are the common case, so the work runs without first looking for a stored answer: a repeat reveals
 itself by its own conflict (its payment_order_ids are taken) or when its answer cannot be stored because a live one
 is; its work is then rolled back and the stored answer is returned. The unique (client, key) index decides.
+
+An endpoint whose work is one statement, and whose answer is known before that statement runs, may claim the key in
+that statement instead (``KeyClaim``, ``claims_in_handler=True``): the statement takes the lock first and stores the
+answer with the rows it writes, so the request makes one round trip where it would make three. The rules above are
+the same; only where they run changes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -40,45 +46,58 @@ REPLAY_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 
 
-def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpResponse:
+def idempotent_post(
+    request: Request, handler: Callable[..., Response], *, claims_in_handler: bool = False
+) -> HttpResponse:
     """Run ``handler`` at most once per (client, Idempotency-Key); replay its stored response afterwards.
 
     ``handler`` runs inside the transaction opened here, so the services it calls join it (they open nested,
-    non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising rolls everything back.
+    non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising rolls everything back. With
+    ``claims_in_handler``, it is called with a ``KeyClaim`` that its statement must settle (see ``KeyClaim``), and
+    its response's body is the answer that statement stored.
     """
     client = client_of(request)
     key = _read_key(request)
     fingerprint = _fingerprint(request)
+    claim = KeyClaim(client.pk, key, fingerprint, request.path[:255]) if claims_in_handler else None
     try:
         with transaction.atomic(durable=True), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client.pk, key)])
-            if not cursor.fetchone()[0]:
-                # Someone holds the key: a first request still running, or one that finished a moment ago.
-                return _answer_for_held_key(cursor, client.pk, key, fingerprint)
+            if claim is None:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client.pk, key)])
+                if not cursor.fetchone()[0]:
+                    # Someone holds the key: a first request still running, or one that finished a moment ago.
+                    return _answer_for_held_key(cursor, client.pk, key, fingerprint)
             # The common case is a new key, so the work runs without looking for a stored answer first. A repeat
             # shows itself below: as a conflict of its own (its payment_order_ids are taken), or when its answer
             # cannot be stored because one already is. Its work is then rolled back and the stored answer wins.
-            response = handler()
+            response = handler(claim) if claim is not None else handler()
             if not 200 <= response.status_code < 300:
                 # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
                 transaction.set_rollback(True)
                 return response
-            # Rendered here and stored as text, so the first answer and every replay are the same bytes.
-            body = JSONRenderer().render(response.data).decode()
-            cursor.execute(
-                _INSERT_STORED,
-                [
-                    client.pk,
-                    key,
-                    fingerprint,
-                    request.path[:255],
-                    response.status_code,
-                    body,
-                    settings.IDEMPOTENCY_KEY_TTL_HOURS,
-                ],
-            )
-            if cursor.fetchone() is None:
-                raise _AlreadyAnswered
+            if claim is not None:
+                body = claim.stored_body()
+            else:
+                # Rendered here and stored as text, so the first answer and every replay are the same bytes.
+                body = JSONRenderer().render(response.data).decode()
+                cursor.execute(
+                    _INSERT_STORED,
+                    [
+                        client.pk,
+                        key,
+                        fingerprint,
+                        request.path[:255],
+                        response.status_code,
+                        body,
+                        settings.IDEMPOTENCY_KEY_TTL_HOURS,
+                    ],
+                )
+                if cursor.fetchone() is None:
+                    raise _AlreadyAnswered
+    except _KeyHeld:
+        # After the rollback, in a statement of its own: its snapshot sees a first request that committed meanwhile.
+        with connection.cursor() as cursor:
+            return _answer_for_held_key(cursor, client.pk, key, fingerprint)
     except (ApiError, ValidationError, _AlreadyAnswered) as exc:
         # Outside the rolled-back transaction: a stored answer for this key, committed by an earlier request.
         stored = _live_stored(client.pk, key)
@@ -88,6 +107,70 @@ def idempotent_post(request: Request, handler: Callable[[], Response]) -> HttpRe
             exc.after_refusal(request)  # what a refusal records stays true, even when the repeat gets its answer
         return _replay(fingerprint, *stored)
     return _json_response(body, response.status_code)
+
+
+@dataclass
+class KeyClaim:
+    """The request's Idempotency-Key, for a handler whose one statement claims it (``claims_in_handler``).
+
+    The handler renders its answer first (``answer``), then runs its statement with ``lock_sql()`` as its first
+    common table expression, guarding every write with ``held``, and with ``store_sql(source)`` storing the answer
+    when ``source`` (the CTE whose row is the handler's work) holds a row; ``params()`` gives their parameters. It
+    then hands the statement's two facts to ``settle``: whether the lock was taken, and the stored row's id.
+    """
+
+    client_id: int
+    key: str
+    fingerprint: str
+    path: str
+    status: int = 201
+    _body: str | None = field(default=None, repr=False)
+    _settled: bool = field(default=False, repr=False)
+
+    def answer(self, data: Any, *, status: int = 201) -> str:
+        """Render the answer the statement will store, and the response will carry: the same bytes in both."""
+        self.status = status
+        self._body = JSONRenderer().render(data).decode()
+        return self._body
+
+    @staticmethod
+    def lock_sql() -> str:
+        return "claim AS (SELECT pg_try_advisory_xact_lock(%(claim_lock)s) AS held)"
+
+    @staticmethod
+    def store_sql(source: str) -> str:
+        return f"answer AS ({_STORE.format(values=_CLAIMED_VALUES.format(source=source))})"
+
+    def params(self) -> dict[str, Any]:
+        if self._body is None:
+            raise RuntimeError("KeyClaim.answer() renders the answer before the statement that stores it")
+        return {
+            "claim_lock": lock_id(self.client_id, self.key),
+            "claim_client": self.client_id,
+            "claim_key": self.key,
+            "claim_fingerprint": self.fingerprint,
+            "claim_path": self.path,
+            "claim_status": self.status,
+            "claim_body": self._body,
+            "claim_ttl": settings.IDEMPOTENCY_KEY_TTL_HOURS,
+        }
+
+    def settle(self, *, held: bool, stored_id: int | None) -> None:
+        """Raise what the statement's outcome means; return when it took the key and stored the answer."""
+        if not held:
+            raise _KeyHeld  # nothing was written: every write was guarded by the lock
+        if stored_id is None:
+            raise _AlreadyAnswered
+        self._settled = True
+
+    def stored_body(self) -> str:
+        if not self._settled or self._body is None:
+            raise RuntimeError("a handler that claims the key must store its answer and settle the claim")
+        return self._body
+
+
+class _KeyHeld(Exception):
+    """The claiming statement could not take the key's lock: another request with this key is running or just was."""
 
 
 class _AlreadyAnswered(Exception):
@@ -120,16 +203,23 @@ _SELECT_LIVE = (
     " WHERE client_id = %s AND key = %s AND expires_at > now()"
 )
 # A key past its lifetime means nothing: its row is replaced. A live one stays, and the INSERT returns no row.
-_INSERT_STORED = (
+_STORE = (
     "INSERT INTO api_idempotencykey"
     " (client_id, key, request_fingerprint, request_path, response_status, response_body, expires_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(hours => %s))"
+    " {values}"
     " ON CONFLICT (client_id, key) DO UPDATE SET"
     " request_fingerprint = EXCLUDED.request_fingerprint, request_path = EXCLUDED.request_path,"
     " response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,"
     " created_at = now(), expires_at = EXCLUDED.expires_at"
     " WHERE api_idempotencykey.expires_at <= now()"
     " RETURNING id"
+)
+_INSERT_STORED = _STORE.format(values="VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(hours => %s))")
+# Typed: in INSERT ... SELECT, unlike VALUES, PostgreSQL does not take a parameter's type from its column.
+_CLAIMED_VALUES = (
+    "SELECT %(claim_client)s::bigint, %(claim_key)s::varchar, %(claim_fingerprint)s::varchar, %(claim_path)s::varchar,"
+    " %(claim_status)s::smallint, %(claim_body)s::text, now() + make_interval(hours => %(claim_ttl)s::integer)"
+    " FROM {source}"
 )
 
 

@@ -54,10 +54,17 @@ class ApiView(APIView):
 class IdempotentCreateApiView(ApiView):
     """Base of every storefront POST: the Idempotency-Key is required and honoured before ``create`` runs.
 
-    ``create`` runs inside the idempotency transaction and returns a 2xx response, or raises an ApiError.
+    ``create`` runs inside the idempotency transaction and returns a 2xx response, or raises an ApiError. With
+    ``claims_key``, it is given the key's ``claim`` (api.idempotency.KeyClaim), which its statement settles.
     """
 
+    claims_key = False
+
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        if self.claims_key:
+            return idempotent_post(
+                request, lambda claim: self.create(request, *args, claim=claim, **kwargs), claims_in_handler=True
+            )
         return idempotent_post(request, lambda: self.create(request, *args, **kwargs))
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -10,9 +10,11 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from djmoney.money import Money
 
+from api.idempotency import KeyClaim
 from api.models import ApiClient
 from ledger.money import to_minor
 from ops import context as log_context
+from ops.db import prepared_fetchall
 from payments.errors import PaymentOrderIdTaken
 from payments.ids import new_public_id
 from payments.locks import order_lock
@@ -49,24 +51,31 @@ class NewOrder:
 # statements and a savepoint, most of it in building the queries. ON CONFLICT lets PostgreSQL's unique index arbitrate
 # between concurrent requests naming the same payment_order_id: the later one waits for the earlier to commit, then
 # skips the row, and the missing row tells us which id was taken. Columns not named take their database defaults
-# (empty PSP fields, timestamps), declared on the models with db_default. Rows go in by payment_order_id, not in
-# request order: two requests naming the same ids in different orders would otherwise each hold a row the other
-# waits for, and deadlock. Each order to execute is announced with NOTIFY, which PostgreSQL delivers only when the
-# transaction commits: the execution relay (payments/relay.py) hears it and queues the executor, so the request itself
-# never waits on, or fails with, the broker (the orders table is the outbox). The notification carries the request's
-# id after a space (neither id can hold one), so the executor's log lines carry the id of the request that paid.
+# (empty PSP fields), declared on the models with db_default. Rows go in by payment_order_id, not in request order:
+# two requests naming the same ids in different orders would otherwise each hold a row the other waits for, and
+# deadlock. Each order to execute is announced with NOTIFY, which PostgreSQL delivers only when the transaction
+# commits: the execution relay (payments/relay.py) hears it and queues the executor, so the request itself never
+# waits on, or fails with, the broker (the orders table is the outbox). The notification carries the request's id
+# after a space (neither id can hold one), so the executor's log lines carry the id of the request that paid.
+# Through the API, the same statement also claims the request's Idempotency-Key and stores its answer
+# (api.idempotency.KeyClaim): the lock comes first, and every write reads from it, so a held key writes nothing.
+# Parameters are typed where a SELECT, unlike VALUES, would not take the type from the column.
 _INSERT_PAYMENT = """
-WITH event AS (
+WITH {claim}event AS (
     INSERT INTO payments_paymentevent
         (payment_id, client_id, checkout_id, buyer_id, buyer_email, buyer_country, buyer_name, buyer_ip,
-         payment_method_token)
-    VALUES (%(payment_id)s, %(client_id)s, %(checkout_id)s, %(buyer_id)s, %(buyer_email)s, %(buyer_country)s,
-            %(buyer_name)s, %(buyer_ip)s, %(payment_method_token)s)
-    RETURNING id, created_at
+         payment_method_token, created_at, updated_at)
+    SELECT %(payment_id)s::varchar, %(client_id)s::bigint, %(checkout_id)s::varchar, %(buyer_id)s::varchar,
+           %(buyer_email)s::varchar, %(buyer_country)s::varchar, %(buyer_name)s::varchar, %(buyer_ip)s::inet,
+           %(payment_method_token)s::varchar, %(created_at)s::timestamptz, %(created_at)s::timestamptz
+    {claimed}
+    RETURNING id
 ), orders AS (
     INSERT INTO payments_paymentorder
-        (payment_order_id, event_id, position, seller_account, amount, amount_currency, status)
-    SELECT o.payment_order_id, event.id, o.position - 1, o.seller_account, o.amount, o.currency, %(status)s
+        (payment_order_id, event_id, position, seller_account, amount, amount_currency, status, created_at,
+         updated_at)
+    SELECT o.payment_order_id, event.id, o.position - 1, o.seller_account, o.amount, o.currency,
+           %(status)s::varchar, %(created_at)s::timestamptz, %(created_at)s::timestamptz
     FROM event, unnest(
         %(order_ids)s::varchar[], %(sellers)s::varchar[], %(amounts)s::numeric[], %(currencies)s::varchar[]
     )
@@ -74,11 +83,24 @@ WITH event AS (
     ORDER BY o.payment_order_id
     ON CONFLICT (payment_order_id) DO NOTHING
     RETURNING id, payment_order_id
-)
-SELECT event.id, event.created_at, orders.id, orders.payment_order_id,
-       CASE WHEN %(execute)s THEN pg_notify(%(channel)s, orders.payment_order_id || %(request_id)s) END
-FROM event LEFT JOIN orders ON true
+){answer}
+SELECT {held}, event.id, orders.id, orders.payment_order_id,
+       CASE WHEN %(execute)s::boolean THEN pg_notify(%(channel)s::text, orders.payment_order_id || %(request_id)s::text)
+       END,
+       {answer_id}
+FROM {source} LEFT JOIN orders ON true
 """
+_INSERT_PAYMENT_UNCLAIMED = _INSERT_PAYMENT.format(
+    claim="", claimed="", answer="", held="true", answer_id="NULL::bigint", source="event"
+)
+_INSERT_PAYMENT_CLAIMED = _INSERT_PAYMENT.format(
+    claim=f"{KeyClaim.lock_sql()}, ",
+    claimed="FROM claim WHERE claim.held",
+    answer=f", {KeyClaim.store_sql('event')}",
+    held="claim.held",
+    answer_id="(SELECT id FROM answer)",
+    source="claim LEFT JOIN event ON true",
+)
 
 
 def payment_create(
@@ -88,54 +110,76 @@ def payment_create(
     buyer: BuyerInfo,
     payment_method_token: str,
     orders: Sequence[NewOrder],
+    claim: KeyClaim | None = None,
+    answer: Callable[[PaymentEvent, list[PaymentOrder]], Any] | None = None,
 ) -> PaymentEvent:
     """Store a payment and its orders, every order ``NOT_STARTED`` (DESIGN.md "Pay-in", step 1).
 
     Joins the caller's transaction when there is one (the API's idempotency record commits with it). With a payment
     method, each order is announced to the execution relay, which queues its executor once that transaction commits.
+    With ``claim``, the same statement claims the request's Idempotency-Key and stores ``answer`` (the response's
+    data, given the payment as it will be stored) with the rows.
     """
-    payment_id = new_public_id("pay")
+    event, stored_orders = _new_payment(
+        client=client, checkout_id=checkout_id, buyer=buyer, payment_method_token=payment_method_token, orders=orders
+    )
+    params = {
+        "payment_id": event.payment_id,
+        "client_id": client.pk,
+        "checkout_id": checkout_id,
+        "buyer_id": buyer.id,
+        "buyer_email": buyer.email,
+        "buyer_country": buyer.country,
+        "buyer_name": buyer.name,
+        "buyer_ip": buyer.ip,
+        "payment_method_token": payment_method_token,
+        "created_at": event.created_at,
+        "status": OrderStatus.NOT_STARTED.value,
+        "order_ids": [order.payment_order_id for order in orders],
+        "sellers": [order.seller_account for order in orders],
+        "amounts": [order.amount for order in orders],
+        "currencies": [order.currency for order in orders],
+        "execute": bool(payment_method_token),
+        "channel": EXECUTIONS_CHANNEL,
+        "request_id": _notified_request_id(),
+    }
+    if claim is not None:
+        if answer is None:
+            raise ValueError("a claimed payment needs the answer to store")
+        claim.answer(answer(event, stored_orders))
+        params.update(claim.params())
     with transaction.atomic(savepoint=False):
         sellers_ensure(accounts=[order.seller_account for order in orders])
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _INSERT_PAYMENT,
-                {
-                    "payment_id": payment_id,
-                    "client_id": client.pk,
-                    "checkout_id": checkout_id,
-                    "buyer_id": buyer.id,
-                    "buyer_email": buyer.email,
-                    "buyer_country": buyer.country,
-                    "buyer_name": buyer.name,
-                    "buyer_ip": buyer.ip,
-                    "payment_method_token": payment_method_token,
-                    "status": OrderStatus.NOT_STARTED.value,
-                    "order_ids": [order.payment_order_id for order in orders],
-                    "sellers": [order.seller_account for order in orders],
-                    "amounts": [order.amount for order in orders],
-                    "currencies": [order.currency for order in orders],
-                    "execute": bool(payment_method_token),
-                    "channel": EXECUTIONS_CHANNEL,
-                    "request_id": _notified_request_id(),
-                },
-            )
-            rows = cursor.fetchall()
-        inserted = {order_id: pk for _, _, pk, order_id, _ in rows if order_id is not None}
+        rows = prepared_fetchall(_INSERT_PAYMENT_UNCLAIMED if claim is None else _INSERT_PAYMENT_CLAIMED, params)
+        held, stored_id = rows[0][0], rows[0][5]
+        if claim is not None:
+            claim.settle(held=held, stored_id=stored_id)  # raising rolls the whole transaction back
+        inserted = {order_id: pk for _, _, pk, order_id, _, _ in rows if order_id is not None}
         if len(inserted) != len(orders):
             # Raising rolls the whole transaction back, the event row with it.
             raise _order_id_taken(client=client, orders=orders, inserted=inserted)
     # The first line of a payment's trail: its ids, with the request's (ops/logs.py adds that).
     logger.info(
         "payment %s created",
-        payment_id,
-        extra={"payment_id": payment_id, "payment_order_ids": [order.payment_order_id for order in orders]},
+        event.payment_id,
+        extra={"payment_id": event.payment_id, "payment_order_ids": [order.payment_order_id for order in orders]},
     )
-    event_pk, created_at = rows[0][0], rows[0][1]
+    event.pk = rows[0][1]
+    for stored in stored_orders:
+        stored.pk = inserted[stored.payment_order_id]
+        stored.event = event  # again, now that the event has its id
+    return event
+
+
+def _new_payment(
+    *, client: ApiClient, checkout_id: str, buyer: BuyerInfo, payment_method_token: str, orders: Sequence[NewOrder]
+) -> tuple[PaymentEvent, list[PaymentOrder]]:
+    """The payment and its orders as the INSERT will store them, but for their ids (known once it ran)."""
+    created_at = timezone.now()
     event = _as_stored(
         PaymentEvent,
-        id=event_pk,
-        payment_id=payment_id,
+        id=None,
+        payment_id=new_public_id("pay"),
         client_id=client.pk,
         checkout_id=checkout_id,
         buyer_id=buyer.id,
@@ -152,8 +196,8 @@ def payment_create(
     for position, order in enumerate(orders):
         stored = _as_stored(
             PaymentOrder,
-            id=inserted[order.payment_order_id],
-            event_id=event_pk,
+            id=None,
+            event_id=None,
             position=position,
             payment_order_id=order.payment_order_id,
             seller_id=order.seller_account,
@@ -166,7 +210,7 @@ def payment_create(
         stored.event = event
         stored_orders.append(stored)
     event._prefetched_objects_cache = {"orders": stored_orders}  # type: ignore[attr-defined]
-    return event
+    return event, stored_orders
 
 
 def _notified_request_id() -> str:

@@ -8,10 +8,11 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from api.idempotency import idempotency_keys_purge, lock_id
+from api.idempotency import KeyClaim, idempotency_keys_purge, lock_id
 from api.models import IdempotencyKey
 from api.services import IssuedKey, api_client_create
 from audit.models import SecurityEvent
@@ -152,6 +153,7 @@ def test_same_key_while_the_first_request_runs_is_409(issued_key: IssuedKey, pos
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "idempotency_key_in_use"
         assert not IdempotencyKey.objects.filter(key="key-busy").exists()
+        assert not PaymentEvent.objects.exists()  # the payment's statement writes nothing without the key's lock
         running.rollback()
 
     # and once the first request is over, the key is free
@@ -221,3 +223,55 @@ def test_the_periodic_purge_task_runs_on_a_real_worker(
     # then the worker deletes the expired key only
     wait_until(lambda: not IdempotencyKey.objects.filter(key="k-task-expired").exists())
     assert IdempotencyKey.objects.filter(key="k-task-live").exists()
+
+
+def test_the_answer_is_the_stored_payment(post_payment: Callable[..., Any], api: APIClient) -> None:
+    # The payment's statement stores the answer rendered before it ran: what it says must be what the rows hold.
+    created = post_payment(payment_body(), key="key-answer")
+
+    read = api.get(f"/v1/payments/{created.json()['payment_id']}")
+
+    assert read.json()["created_at"] == created.json()["created_at"]
+    assert read.json()["payment_orders"] == created.json()["payment_orders"]
+    assert IdempotencyKey.objects.get(key="key-answer").response_body.encode() == created.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_payment_statement_is_prepared_again_after_a_rollback(post_payment: Callable[..., Any]) -> None:
+    # given a payment, written by the statement this connection prepared
+    first = post_payment(payment_body())
+    assert first.status_code == 201
+    assert _prepared_payment_statements() == 1
+
+    # when a request is rolled back (its payment_order_id is taken): psycopg then drops the prepared statements
+    taken = first.json()["payment_orders"][0]["payment_order_id"]
+    assert post_payment(payment_body(payment_orders=[order(payment_order_id=taken)])).status_code == 409
+
+    # then the next payment prepares it again, and is stored
+    again = post_payment(payment_body())
+    assert again.status_code == 201
+    assert PaymentEvent.objects.filter(payment_id=again.json()["payment_id"]).exists()
+    assert _prepared_payment_statements() == 1
+
+
+def _prepared_payment_statements() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%INSERT INTO payments_paymentevent%"],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_a_claim_is_rendered_before_its_statement_and_settled_before_its_answer_is_sent() -> None:
+    claim = KeyClaim(client_id=1, key="k", fingerprint="f", path="/v1/payments")
+    with pytest.raises(RuntimeError):
+        claim.params()  # nothing to store yet
+
+    claim.answer({"payment_id": "pay_1"})
+    assert claim.params()["claim_body"] == '{"payment_id":"pay_1"}'
+    with pytest.raises(RuntimeError):
+        claim.stored_body()  # rendered, but the statement has not stored it
+
+    claim.settle(held=True, stored_id=7)
+    assert claim.stored_body() == '{"payment_id":"pay_1"}'

@@ -346,11 +346,13 @@ def payment_order_representation(order: PaymentOrder) -> dict[str, Any]:
     }
 
 
-def payment_representation(event: PaymentEvent) -> dict[str, Any]:
+def payment_representation(event: PaymentEvent, orders: list[PaymentOrder] | None = None) -> dict[str, Any]:
+    """``orders``: the event's, when it is not stored yet (the answer a payment's statement stores with it)."""
+    orders = list(event.orders.all()) if orders is None else orders
     return {
         "payment_id": event.payment_id,
         "checkout_id": event.checkout_id,
-        "status": event.summary_status,
+        "status": PaymentEvent.status_for(orders),
         "buyer_info": {
             "id": event.buyer_id,
             "email": event.buyer_email,
@@ -360,7 +362,7 @@ def payment_representation(event: PaymentEvent) -> dict[str, Any]:
         },
         "created_at": _TIMESTAMP.to_representation(event.created_at),
         "hosted_page_url": event.hosted_page_url or None,
-        "payment_orders": [_order_fields(order) for order in event.orders.all()],
+        "payment_orders": [_order_fields(order) for order in orders],
     }
 
 

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.authentication import client_of
+from api.idempotency import KeyClaim
 from api.schema import IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER, error_responses
 from api.throttles import throttle, throttle_around
 from api.views import ApiView, IdempotentCreateApiView
@@ -62,7 +63,10 @@ class PaymentCreateApi(IdempotentCreateApiView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # here to carry its schema
         return super().post(request, *args, **kwargs)
 
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    # The payment's one statement claims the Idempotency-Key and stores the answer (api.idempotency.KeyClaim).
+    claims_key = True
+
+    def create(self, request: Request, *args: Any, claim: KeyClaim | None = None, **kwargs: Any) -> Response:
         arguments = payment_create_arguments(request.data)
         client = client_of(request)
         # Counted only when the rows are written: a retry of a payment that exists fails there (its order ids are
@@ -70,8 +74,9 @@ class PaymentCreateApi(IdempotentCreateApiView):
         # transaction (the idempotency one, still open).
         attempts = payment_attempts(request, arguments["buyer"], arguments["payment_method_token"])
         with throttle_around(request, attempts, actor=client.actor):
-            event = payment_create(client=client, **arguments)
-        return Response(payment_representation(event), status=201)
+            event = payment_create(client=client, **arguments, claim=claim, answer=payment_representation)
+        # Claimed, the answer is already rendered and stored: idempotent_post sends those bytes, not this data.
+        return Response(None if claim is not None else payment_representation(event), status=201)
 
 
 class CheckoutCreateApi(IdempotentCreateApiView):

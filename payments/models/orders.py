@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import models, transaction
@@ -79,8 +80,12 @@ class PaymentEvent(models.Model):
 
     @property
     def summary_status(self) -> str:
-        statuses = {order.status for order in self.orders.all()}
-        return self.status_of(
+        return self.status_for(self.orders.all())
+
+    @classmethod
+    def status_for(cls, orders: Iterable[PaymentOrder]) -> PaymentEvent.Status:
+        statuses = {order.status for order in orders}
+        return cls.status_of(
             all_final=statuses <= FINAL_STATUSES,
             all_captured=statuses <= CAPTURED_STATUSES,
             all_failed=statuses == {OrderStatus.FAILED},
