@@ -106,7 +106,7 @@ def idempotent_post(
         if isinstance(exc, ApiError):
             exc.after_refusal(request)  # what a refusal records stays true, even when the repeat gets its answer
         return _replay(fingerprint, *stored)
-    return _json_response(body, response.status_code)
+    return _json_response(body, claim.status if claim is not None else response.status_code)
 
 
 @dataclass
@@ -135,7 +135,7 @@ class KeyClaim:
 
     @staticmethod
     def lock_sql() -> str:
-        return "claim AS (SELECT pg_try_advisory_xact_lock(%(claim_lock)s) AS held)"
+        return "claim AS (SELECT pg_try_advisory_xact_lock(%(claim_lock)s::bigint) AS held)"
 
     @staticmethod
     def store_sql(source: str) -> str:

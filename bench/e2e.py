@@ -18,8 +18,9 @@ Phases
 
 What is measured
     A payment is complete when every order is SUCCESS with its pay-in posting (they commit together). Its completion
-    latency is the SUCCESS transition's time minus the payment's creation time, both PostgreSQL's clock (the
-    transaction start of each write; the SUCCESS transaction commits a few milliseconds after it begins).
+    latency is the SUCCESS transition's time (PostgreSQL's clock, the start of its transaction, which commits a few
+    milliseconds later) minus the payment's creation time (the web process's clock, just before its INSERT; the
+    same machine's clock here).
     "completed/s" counts the payments that completed inside the load window, over the window: a system that keeps up
     completes about as many as are offered. Afterwards the invariants are checked: one pay-in per SUCCESS order, at
     most one successful PSP charge per order, ledger balanced. Target: at least 100 completed payments/s with p99

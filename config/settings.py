@@ -133,9 +133,6 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 # Django's PostgreSQL backend with django-prometheus' counters: connections, statements, errors, query durations.
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-# Prepared statements only where asked for (ops/db.py, with prepare=True): Django's cursors bind on the client and are
-# never prepared, and psycopg's own "after N executions" never comes. None, Django's default, would refuse them all.
-DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ----------------------------------------------------------------------------------------

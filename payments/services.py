@@ -14,13 +14,20 @@ from api.idempotency import KeyClaim
 from api.models import ApiClient
 from ledger.money import to_minor
 from ops import context as log_context
-from ops.db import prepared_fetchall
+from ops.db import PreparedStatement
 from payments.errors import PaymentOrderIdTaken
 from payments.ids import new_public_id
 from payments.locks import order_lock
 from payments.models import CAPTURED_STATUSES, OrderStatus, OrderTransition, PaymentEvent, PaymentOrder
 from wallets.fees import platform_fee
-from wallets.services import PayinSpec, payin_post, payins_post, sellers_ensure
+from wallets.services import (
+    SELLERS_REGISTER_SQL,
+    PayinSpec,
+    payin_post,
+    payins_post,
+    sellers_registered,
+    sellers_unknown,
+)
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -57,11 +64,12 @@ class NewOrder:
 # commits: the execution relay (payments/relay.py) hears it and queues the executor, so the request itself never
 # waits on, or fails with, the broker (the orders table is the outbox). The notification carries the request's id
 # after a space (neither id can hold one), so the executor's log lines carry the id of the request that paid.
-# Through the API, the same statement also claims the request's Idempotency-Key and stores its answer
-# (api.idempotency.KeyClaim): the lock comes first, and every write reads from it, so a held key writes nothing.
-# Parameters are typed where a SELECT, unlike VALUES, would not take the type from the column.
+# Sellers named for the first time are registered by the same statement (wallets.services.SELLERS_REGISTER_SQL).
+# Through the API, it also claims the request's Idempotency-Key and stores its answer (api.idempotency.KeyClaim): the
+# lock comes first, and every write reads from it, so a held key writes nothing and waits for nothing. Each
+# parameter is typed where it is first used: the statement is prepared (ops/db.py), and PREPARE fixes its types.
 _INSERT_PAYMENT = """
-WITH {claim}event AS (
+WITH {claim}{sellers}, event AS (
     INSERT INTO payments_paymentevent
         (payment_id, client_id, checkout_id, buyer_id, buyer_email, buyer_country, buyer_name, buyer_ip,
          payment_method_token, created_at, updated_at)
@@ -85,21 +93,35 @@ WITH {claim}event AS (
     RETURNING id, payment_order_id
 ){answer}
 SELECT {held}, event.id, orders.id, orders.payment_order_id,
-       CASE WHEN %(execute)s::boolean THEN pg_notify(%(channel)s::text, orders.payment_order_id || %(request_id)s::text)
+       CASE WHEN %(execute)s::boolean AND orders.id IS NOT NULL
+           THEN pg_notify(%(channel)s::text, orders.payment_order_id || %(request_id)s::text)
        END,
        {answer_id}
 FROM {source} LEFT JOIN orders ON true
 """
-_INSERT_PAYMENT_UNCLAIMED = _INSERT_PAYMENT.format(
-    claim="", claimed="", answer="", held="true", answer_id="NULL::bigint", source="event"
+_INSERT_PAYMENT_UNCLAIMED = PreparedStatement(
+    "payment_insert",
+    _INSERT_PAYMENT.format(
+        claim="",
+        sellers=SELLERS_REGISTER_SQL.format(source="", guard=""),
+        claimed="",
+        answer="",
+        held="true",
+        answer_id="NULL::bigint",
+        source="event",
+    ),
 )
-_INSERT_PAYMENT_CLAIMED = _INSERT_PAYMENT.format(
-    claim=f"{KeyClaim.lock_sql()}, ",
-    claimed="FROM claim WHERE claim.held",
-    answer=f", {KeyClaim.store_sql('event')}",
-    held="claim.held",
-    answer_id="(SELECT id FROM answer)",
-    source="claim LEFT JOIN event ON true",
+_INSERT_PAYMENT_CLAIMED = PreparedStatement(
+    "payment_insert_claimed",
+    _INSERT_PAYMENT.format(
+        claim=f"{KeyClaim.lock_sql()}, ",
+        sellers=SELLERS_REGISTER_SQL.format(source="claim, ", guard=" WHERE claim.held"),
+        claimed="FROM claim WHERE claim.held",
+        answer=f", {KeyClaim.store_sql('event')}",
+        held="claim.held",
+        answer_id="(SELECT id FROM answer)",
+        source="claim LEFT JOIN event ON true",
+    ),
 )
 
 
@@ -123,7 +145,9 @@ def payment_create(
     event, stored_orders = _new_payment(
         client=client, checkout_id=checkout_id, buyer=buyer, payment_method_token=payment_method_token, orders=orders
     )
+    new_sellers = sellers_unknown(order.seller_account for order in orders)
     params = {
+        "new_sellers": new_sellers,
         "payment_id": event.payment_id,
         "client_id": client.pk,
         "checkout_id": checkout_id,
@@ -149,8 +173,7 @@ def payment_create(
         claim.answer(answer(event, stored_orders))
         params.update(claim.params())
     with transaction.atomic(savepoint=False):
-        sellers_ensure(accounts=[order.seller_account for order in orders])
-        rows = prepared_fetchall(_INSERT_PAYMENT_UNCLAIMED if claim is None else _INSERT_PAYMENT_CLAIMED, params)
+        rows = (_INSERT_PAYMENT_UNCLAIMED if claim is None else _INSERT_PAYMENT_CLAIMED).fetchall(params)
         held, stored_id = rows[0][0], rows[0][5]
         if claim is not None:
             claim.settle(held=held, stored_id=stored_id)  # raising rolls the whole transaction back
@@ -158,6 +181,7 @@ def payment_create(
         if len(inserted) != len(orders):
             # Raising rolls the whole transaction back, the event row with it.
             raise _order_id_taken(client=client, orders=orders, inserted=inserted)
+        sellers_registered(new_sellers)
     # The first line of a payment's trail: its ids, with the request's (ops/logs.py adds that).
     logger.info(
         "payment %s created",
@@ -219,8 +243,8 @@ def _notified_request_id() -> str:
 
 
 def _as_stored(model: type[_M], **values: Any) -> _M:
-    """The instance of ``model`` the database now holds: the values just written, and the database's defaults for
-    the columns the INSERT did not name. Built as a query's row is (``from_db``, values by position): building it
+    """The instance of ``model`` as the INSERT stores it: the values it writes, and the database's defaults for the
+    columns it does not name. Built as a query's row is (``from_db``, values by position): building it
     from keyword arguments looked up every field by name and its default, and cost more than rendering the answer."""
     fields = model._meta.concrete_fields
     row = [values[field.attname] if field.attname in values else _stored_default(field) for field in fields]

@@ -18,6 +18,7 @@ from api.services import IssuedKey, api_client_create
 from audit.models import SecurityEvent
 from payments.models import PaymentEvent
 from tests.conftest import order, payment_body, pg_params, unique, wait_until
+from wallets.models import Seller
 
 pytestmark = pytest.mark.django_db
 
@@ -146,14 +147,16 @@ def test_same_key_while_the_first_request_runs_is_409(issued_key: IssuedKey, pos
     with psycopg.connect(**pg_params(), autocommit=False) as running:
         running.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id(issued_key.client.pk, "key-busy")])
 
-        # when the same key arrives
-        response = post_payment(payment_body(), key="key-busy")
+        # when the same key arrives, naming a seller not seen before
+        response = post_payment(payment_body(payment_orders=[order(seller_account="seller_busy")]), key="key-busy")
 
-        # then it is told to come back, and nothing is stored
+        # then it is told to come back, and nothing is stored: the payment's statement writes nothing without the
+        # key's lock, not even the new seller
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "idempotency_key_in_use"
         assert not IdempotencyKey.objects.filter(key="key-busy").exists()
-        assert not PaymentEvent.objects.exists()  # the payment's statement writes nothing without the key's lock
+        assert not PaymentEvent.objects.exists()
+        assert not Seller.objects.filter(account="seller_busy").exists()
         running.rollback()
 
     # and once the first request is over, the key is free
@@ -237,30 +240,30 @@ def test_the_answer_is_the_stored_payment(post_payment: Callable[..., Any], api:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_payment_statement_is_prepared_again_after_a_rollback(post_payment: Callable[..., Any]) -> None:
+def test_the_payment_statement_is_prepared_once_per_connection(post_payment: Callable[..., Any]) -> None:
     # given a payment, written by the statement this connection prepared
     first = post_payment(payment_body())
     assert first.status_code == 201
-    assert _prepared_payment_statements() == 1
+    assert _prepared_payment_statements() == ["payment_insert_claimed"]
 
-    # when a request is rolled back (its payment_order_id is taken): psycopg then drops the prepared statements
+    # when a request is rolled back (its payment_order_id is taken), the statement stays prepared
     taken = first.json()["payment_orders"][0]["payment_order_id"]
     assert post_payment(payment_body(payment_orders=[order(payment_order_id=taken)])).status_code == 409
+    assert _prepared_payment_statements() == ["payment_insert_claimed"]
+    assert post_payment(payment_body()).status_code == 201
 
-    # then the next payment prepares it again, and is stored
+    # and a new connection prepares it again
+    connection.close()
     again = post_payment(payment_body())
     assert again.status_code == 201
     assert PaymentEvent.objects.filter(payment_id=again.json()["payment_id"]).exists()
-    assert _prepared_payment_statements() == 1
+    assert _prepared_payment_statements() == ["payment_insert_claimed"]
 
 
-def _prepared_payment_statements() -> int:
+def _prepared_payment_statements() -> list[str]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
-            ["%INSERT INTO payments_paymentevent%"],
-        )
-        return int(cursor.fetchone()[0])
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'payment_insert%%' ORDER BY name")
+        return [name for (name,) in cursor.fetchall()]
 
 
 def test_a_claim_is_rendered_before_its_statement_and_settled_before_its_answer_is_sent() -> None:

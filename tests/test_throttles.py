@@ -17,6 +17,7 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from api import authentication, throttles
+from api.models import IdempotencyKey
 from api.services import IssuedKey
 from audit.models import SecurityEvent
 from audit.roles import finance_groups_sync
@@ -118,6 +119,8 @@ def test_one_buyer_trying_many_cards_is_refused_and_the_refused_payment_stores_n
     assert [a.status_code for a in answers] == [201, 201, 429]
     assert answers[2].json()["error"]["code"] == "rate_limited"
     assert PaymentEvent.objects.filter(buyer_id="buyer_tester").count() == 2
+    # the refused payment's answer was stored by its statement, and rolled back with it: its key is free again
+    assert IdempotencyKey.objects.count() == 3
     assert elsewhere.status_code == 201
     assert events("throttled")[0].detail == "buyer over 2 requests per 3600 s"
 

@@ -26,18 +26,39 @@ _known_wallets: set[tuple[str, str]] = set()
 
 
 def sellers_ensure(*, accounts: Iterable[str]) -> None:
-    """Register any of these seller accounts not yet known, in one statement, safe against concurrent callers.
-
-    Sorted, so that two payments naming the same new sellers insert them in the same order and cannot deadlock.
-    """
-    unknown = sorted(set(accounts) - _known_sellers)
+    """Register any of these seller accounts not yet known, in one statement, safe against concurrent callers."""
+    unknown = sellers_unknown(accounts)
     if not unknown:
+        return
+    Seller.objects.bulk_create([Seller(account=account) for account in unknown], ignore_conflicts=True)
+    sellers_registered(unknown)
+
+
+def sellers_unknown(accounts: Iterable[str]) -> list[str]:
+    """The accounts this process has not seen committed, to be registered with ``SELLERS_REGISTER_SQL`` or
+    ``sellers_ensure``. Sorted, so that two payments naming the same new sellers insert them in the same order and
+    cannot deadlock."""
+    return sorted(set(accounts) - _known_sellers)
+
+
+def sellers_registered(accounts: list[str]) -> None:
+    """Remember sellers just registered, once the transaction commits: a rolled-back one takes them with it."""
+    if not accounts:
         return
     if len(_known_sellers) > 100_000:  # a bound on memory; forgetting only costs an INSERT that does nothing
         _known_sellers.clear()
-    Seller.objects.bulk_create([Seller(account=account) for account in unknown], ignore_conflicts=True)
-    # Only once committed: a rolled-back transaction takes its new sellers with it.
-    transaction.on_commit(lambda: _known_sellers.update(unknown))
+    transaction.on_commit(lambda: _known_sellers.update(accounts))
+
+
+# sellers_ensure as a common table expression, for a statement that writes a seller's first order with it (the
+# payment's, payments/services.py): ``%(new_sellers)s`` is sellers_unknown(...), and ``{source}`` may guard the
+# writes (FROM a row that must exist, WHERE it allows them). Concurrent callers meet at the unique account.
+SELLERS_REGISTER_SQL = """sellers AS (
+    INSERT INTO wallets_seller (account, display_name)
+    SELECT account, '' FROM {source}unnest(%(new_sellers)s::varchar[]) AS account{guard}
+    ORDER BY account
+    ON CONFLICT (account) DO NOTHING
+)"""
 
 
 def wallet_account(seller_account: str, currency: str, bucket: Bucket) -> AccountRef:
