@@ -124,8 +124,8 @@ class KeyClaim:
     fingerprint: str
     path: str
     status: int = 201
-    _body: str | None = field(default=None, repr=False)
-    _settled: bool = field(default=False, repr=False)
+    _body: str | None = field(default=None, init=False, repr=False)
+    _settled: bool = field(default=False, init=False, repr=False)
 
     def answer(self, data: Any, *, status: int = 201) -> str:
         """Render the answer the statement will store, and the response will carry: the same bytes in both."""
