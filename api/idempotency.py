@@ -14,12 +14,13 @@ is; its work is then rolled back and the stored answer is returned. The unique (
 
 An endpoint whose work is one statement, and whose answer is known before that statement runs, may claim the key in
 that statement instead (``KeyClaim``, ``claims_in_handler=True``): the statement takes the lock first and stores the
-answer with the rows it writes, so the request makes one round trip where it would make three. The rules above are
-the same; only where they run changes.
+answer with the rows it writes, and is a transaction of its own, so the request makes one round trip where it would
+make five (BEGIN, lock, work, answer, COMMIT). The rules above are the same; only where they run changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -53,15 +54,19 @@ def idempotent_post(
 
     ``handler`` runs inside the transaction opened here, so the services it calls join it (they open nested,
     non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising rolls everything back. With
-    ``claims_in_handler``, it is called with a ``KeyClaim`` that its statement must settle (see ``KeyClaim``), and
-    its response's body is the answer that statement stored.
+    ``claims_in_handler``, it is called with a ``KeyClaim`` that its statement must settle (see ``KeyClaim``), no
+    transaction is opened here (that statement is one of its own), and the response's body is the answer it stored.
     """
     client = client_of(request)
     key = _read_key(request)
     fingerprint = _fingerprint(request)
     claim = KeyClaim(client.pk, key, fingerprint, request.path[:255]) if claims_in_handler else None
     try:
-        with transaction.atomic(durable=True), connection.cursor() as cursor:
+        # A claimed handler's one statement is its own transaction (see KeyClaim); the others run in this one.
+        with (
+            contextlib.nullcontext() if claim is not None else transaction.atomic(durable=True),
+            connection.cursor() as cursor,
+        ):
             if claim is None:
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id(client.pk, key)])
                 if not cursor.fetchone()[0]:
@@ -95,7 +100,7 @@ def idempotent_post(
                 if cursor.fetchone() is None:
                     raise _AlreadyAnswered
     except _KeyHeld:
-        # After the rollback, in a statement of its own: its snapshot sees a first request that committed meanwhile.
+        # In a statement of its own: its snapshot sees a first request that committed meanwhile.
         with connection.cursor() as cursor:
             return _answer_for_held_key(cursor, client.pk, key, fingerprint)
     except (ApiError, ValidationError, _AlreadyAnswered) as exc:
@@ -117,6 +122,11 @@ class KeyClaim:
     common table expression, guarding every write with ``held``, and with ``store_sql(source)`` storing the answer
     when ``source`` (the CTE whose row is the handler's work) holds a row; ``params()`` gives their parameters. It
     then hands the statement's two facts to ``settle``: whether the lock was taken, and the stored row's id.
+
+    The statement is a transaction of its own (no BEGIN, no COMMIT: a round trip each, and on a busy machine a wait
+    each), so it must never commit half a job: every conflict makes it fail. The answer's INSERT fails on the key's
+    unique index when the key has a row already; the handler then calls ``conflict``, which tells a live answer
+    (the request is a repeat) from an expired one, whose row it deletes so that the handler can run again.
     """
 
     client_id: int
@@ -139,7 +149,15 @@ class KeyClaim:
 
     @staticmethod
     def store_sql(source: str) -> str:
-        return f"answer AS ({_STORE.format(values=_CLAIMED_VALUES.format(source=source))})"
+        return f"answer AS ({_INSERT_CLAIMED.format(source=source)})"
+
+    def conflict(self) -> None:
+        """The answer could not be stored: the key has a row. Raise if that answer is live; if it had expired, delete
+        it and return, and the handler runs its statement again."""
+        with connection.cursor() as cursor:
+            cursor.execute(_DELETE_EXPIRED, [self.client_id, self.key])
+            if cursor.rowcount == 0:
+                raise _AlreadyAnswered
 
     def params(self) -> dict[str, Any]:
         if self._body is None:
@@ -215,12 +233,20 @@ _STORE = (
     " RETURNING id"
 )
 _INSERT_STORED = _STORE.format(values="VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(hours => %s))")
+# No ON CONFLICT: a claiming statement commits by itself, so a key that has a row must make it fail (KeyClaim).
 # Typed: in INSERT ... SELECT, unlike VALUES, PostgreSQL does not take a parameter's type from its column.
-_CLAIMED_VALUES = (
-    "SELECT %(claim_client)s::bigint, %(claim_key)s::varchar, %(claim_fingerprint)s::varchar, %(claim_path)s::varchar,"
-    " %(claim_status)s::smallint, %(claim_body)s::text, now() + make_interval(hours => %(claim_ttl)s::integer)"
+_INSERT_CLAIMED = (
+    "INSERT INTO api_idempotencykey"
+    " (client_id, key, request_fingerprint, request_path, response_status, response_body, expires_at)"
+    " SELECT %(claim_client)s::bigint, %(claim_key)s::varchar, %(claim_fingerprint)s::varchar,"
+    " %(claim_path)s::varchar, %(claim_status)s::smallint, %(claim_body)s::text,"
+    " now() + make_interval(hours => %(claim_ttl)s::integer)"
     " FROM {source}"
+    " RETURNING id"
 )
+_DELETE_EXPIRED = "DELETE FROM api_idempotencykey WHERE client_id = %s AND key = %s AND expires_at <= now()"
+# The unique index a claiming statement's answer fails on when the key has a row.
+KEY_CONSTRAINT = "idempotency_key_unique_per_client"
 
 
 def idempotency_keys_purge(*, now: Any = None, batch_size: int = 5000) -> int:

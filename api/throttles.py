@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -147,31 +147,54 @@ def throttle(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "
 
 
 @contextmanager
-def throttle_around(request: HttpRequest, dimensions: dict[str, str], *, actor: str = "") -> Iterator[None]:
+def throttle_around(
+    request: HttpRequest, dimensions: dict[str, str], *, actor: str = ""
+) -> Iterator[Callable[[], None]]:
     """``throttle`` (exact counters) for what the block creates: the counts are sent to Redis as the block starts
-    and their answers read when it ends, so Redis's round trip overlaps the block's own (an INSERT) instead of
-    adding a wait to the request. The counts stand only when the block completes, and Throttled is raised then if
-    one is over (the caller's transaction is still open, so the refusal rolls the block's rows back). A block that
-    raises takes its counts back: a retry that turns out to be a replay, or a refused request, is not counted. For
-    the moment between the two, a concurrent request of the same buyer sees one more attempt than there was."""
+    and their answers read when it ends, so Redis's round trip overlaps the block's own work instead of adding a
+    wait to the request. The counts stand only when the block completes, and Throttled is raised then if one is
+    over. A block that raises takes its counts back: a retry that turns out to be a replay, or a refused request, is
+    not counted. For the moment between the two, a concurrent request of the same buyer sees one more attempt than
+    there was.
+
+    The block is given ``settle``: a block whose write commits by itself calls it just before that write, so that a
+    refusal comes before anything is stored (the counts then stand, as a refusal's do). What the block raises after
+    it still takes the counts back."""
     counted = _counted(dimensions)
     if not counted:
-        yield
+        yield _settled_already
         return
     window = _window()
     keys = {name: _counter(name, value, window) for name, value in counted.items()}
     sent = _send(keys)
+    replies: list[dict[str, int] | None] = []  # once settled: Redis's counts, or None if it did not answer
+
+    def settle() -> None:
+        if replies or sent is None:
+            return
+        replies.append(_receive(sent, keys))
+        counts = replies[0]
+        if counts is not None:
+            _refuse_if_over(window, dict.fromkeys(keys, 1), counts, actor)
+
     try:
-        yield
-    except BaseException:
-        if sent is not None:
+        yield settle
+    except Throttled:
+        if sent is not None and not replies:
             _take_back(sent, keys)
         raise
-    if sent is None:
-        return
-    counts = _receive(sent, keys)
-    if counts is not None:
-        _refuse_if_over(window, dict.fromkeys(keys, 1), counts, actor)
+    except BaseException:
+        if sent is not None:
+            if not replies:
+                _take_back(sent, keys)
+            elif replies[0] is not None:
+                _decrement(keys)
+        raise
+    settle()
+
+
+def _settled_already() -> None:
+    return None
 
 
 def _counted(dimensions: dict[str, str]) -> dict[str, str]:
@@ -252,6 +275,10 @@ _TAKE_BACK = "for _, key in ipairs(KEYS) do if redis.call('EXISTS', key) == 1 th
 def _take_back(sent: Any, keys: dict[str, str]) -> None:
     if _receive(sent, keys) is None:
         return
+    _decrement(keys)
+
+
+def _decrement(keys: dict[str, str]) -> None:
     try:
         redis_client().register_script(_TAKE_BACK)(keys=list(keys.values()))
     except redis.RedisError:

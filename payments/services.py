@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from djmoney.money import Money
 
-from api.idempotency import KeyClaim
+from api.idempotency import KEY_CONSTRAINT, KeyClaim
 from api.models import ApiClient
 from ledger.money import to_minor
 from ops import context as log_context
@@ -66,7 +67,8 @@ class NewOrder:
 # after a space (neither id can hold one), so the executor's log lines carry the id of the request that paid.
 # Sellers named for the first time are registered by the same statement (wallets.services.SELLERS_REGISTER_SQL).
 # Through the API, it also claims the request's Idempotency-Key and stores its answer (api.idempotency.KeyClaim): the
-# lock comes first, and every write reads from it, so a held key writes nothing and waits for nothing. Each
+# lock comes first, and every write reads from it, so a held key writes nothing and waits for nothing. That variant
+# is a transaction of its own, so a taken payment_order_id makes it fail instead of skipping the row. Each
 # parameter is typed where it is first used: the statement is prepared (ops/db.py), and PREPARE fixes its types.
 _INSERT_PAYMENT = """
 WITH {claim}{sellers}, event AS (
@@ -89,7 +91,7 @@ WITH {claim}{sellers}, event AS (
     )
         WITH ORDINALITY AS o(payment_order_id, seller_account, amount, currency, position)
     ORDER BY o.payment_order_id
-    ON CONFLICT (payment_order_id) DO NOTHING
+    {on_conflict}
     RETURNING id, payment_order_id
 ){answer}
 SELECT {held}, event.id, orders.id, orders.payment_order_id,
@@ -104,6 +106,7 @@ _INSERT_PAYMENT_UNCLAIMED = PreparedStatement(
     _INSERT_PAYMENT.format(
         claim="",
         sellers=SELLERS_REGISTER_SQL.format(source="", guard=""),
+        on_conflict="ON CONFLICT (payment_order_id) DO NOTHING",
         claimed="",
         answer="",
         held="true",
@@ -116,6 +119,7 @@ _INSERT_PAYMENT_CLAIMED = PreparedStatement(
     _INSERT_PAYMENT.format(
         claim=f"{KeyClaim.lock_sql()}, ",
         sellers=SELLERS_REGISTER_SQL.format(source="claim, ", guard=" WHERE claim.held"),
+        on_conflict="",  # its own transaction: a taken id must make it fail (KeyClaim)
         claimed="FROM claim WHERE claim.held",
         answer=f", {KeyClaim.store_sql('event')}",
         held="claim.held",
@@ -134,13 +138,15 @@ def payment_create(
     orders: Sequence[NewOrder],
     claim: KeyClaim | None = None,
     answer: Callable[[PaymentEvent, list[PaymentOrder]], Any] | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> PaymentEvent:
     """Store a payment and its orders, every order ``NOT_STARTED`` (DESIGN.md "Pay-in", step 1).
 
-    Joins the caller's transaction when there is one (the API's idempotency record commits with it). With a payment
-    method, each order is announced to the execution relay, which queues its executor once that transaction commits.
-    With ``claim``, the same statement claims the request's Idempotency-Key and stores ``answer`` (the response's
-    data, given the payment as it will be stored) with the rows.
+    Joins the caller's transaction when there is one. With a payment method, each order is announced to the
+    execution relay, which queues its executor once that transaction commits. With ``claim``, the same statement
+    claims the request's Idempotency-Key and stores ``answer`` (the response's data, given the payment as it will be
+    stored) with the rows, and it commits by itself: ``before_write`` runs just before it, for the checks that must
+    refuse the payment before anything is stored (the card-testing throttles).
     """
     event, stored_orders = _new_payment(
         client=client, checkout_id=checkout_id, buyer=buyer, payment_method_token=payment_method_token, orders=orders
@@ -167,20 +173,23 @@ def payment_create(
         "channel": EXECUTIONS_CHANNEL,
         "request_id": _notified_request_id(),
     }
-    if claim is not None:
+    if claim is None:
+        with transaction.atomic(savepoint=False):
+            rows = _INSERT_PAYMENT_UNCLAIMED.fetchall(params)
+            inserted = {order_id: pk for _, _, pk, order_id, _, _ in rows if order_id is not None}
+            if len(inserted) != len(orders):
+                # Raising rolls the whole transaction back, the event row with it.
+                raise _order_id_taken(client=client, orders=orders, inserted=inserted)
+            sellers_registered(new_sellers)
+    else:
         if answer is None:
             raise ValueError("a claimed payment needs the answer to store")
         claim.answer(answer(event, stored_orders))
         params.update(claim.params())
-    with transaction.atomic(savepoint=False):
-        rows = (_INSERT_PAYMENT_UNCLAIMED if claim is None else _INSERT_PAYMENT_CLAIMED).fetchall(params)
-        held, stored_id = rows[0][0], rows[0][5]
-        if claim is not None:
-            claim.settle(held=held, stored_id=stored_id)  # raising rolls the whole transaction back
-        inserted = {order_id: pk for _, _, pk, order_id, _, _ in rows if order_id is not None}
-        if len(inserted) != len(orders):
-            # Raising rolls the whole transaction back, the event row with it.
-            raise _order_id_taken(client=client, orders=orders, inserted=inserted)
+        if before_write is not None:
+            before_write()
+        rows = _claimed_rows(params, claim=claim, client=client, orders=orders)
+        inserted = {order_id: pk for _, _, pk, order_id, _, _ in rows}
         sellers_registered(new_sellers)
     # The first line of a payment's trail: its ids, with the request's (ops/logs.py adds that).
     logger.info(
@@ -193,6 +202,41 @@ def payment_create(
         stored.pk = inserted[stored.payment_order_id]
         stored.event = event  # again, now that the event has its id
     return event
+
+
+def _claimed_rows(
+    params: dict[str, Any], *, claim: KeyClaim, client: ApiClient, orders: Sequence[NewOrder]
+) -> list[tuple[Any, ...]]:
+    """Run the claiming statement, which commits by itself, and settle the claim; raise whatever refuses it."""
+    while True:
+        try:
+            # In a caller's transaction (a test's), a savepoint keeps that transaction usable when the statement fails.
+            with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+                rows = _INSERT_PAYMENT_CLAIMED.fetchall(params)
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+            if constraint == ORDER_ID_CONSTRAINT:
+                raise _order_id_taken(client=client, orders=orders, inserted=_untaken(orders)) from None
+            if constraint == KEY_CONSTRAINT:
+                claim.conflict()  # raises for a live answer; an expired one is deleted, and the payment goes in now
+                continue
+            raise
+        claim.settle(held=rows[0][0], stored_id=rows[0][5])
+        return rows
+
+
+def _untaken(orders: Sequence[NewOrder]) -> dict[str, int]:
+    """These orders' payment_order_ids that no stored order has (as _order_id_taken reads the inserted ones)."""
+    taken = set(
+        PaymentOrder.objects.filter(payment_order_id__in=[order.payment_order_id for order in orders]).values_list(
+            "payment_order_id", flat=True
+        )
+    )
+    return {order.payment_order_id: 0 for order in orders if order.payment_order_id not in taken}
+
+
+# The unique index a claiming payment's statement fails on when a payment_order_id is taken.
+ORDER_ID_CONSTRAINT = "payments_paymentorder_payment_order_id_key"
 
 
 def _new_payment(

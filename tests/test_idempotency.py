@@ -278,3 +278,42 @@ def test_a_claim_is_rendered_before_its_statement_and_settled_before_its_answer_
 
     claim.settle(held=True, stored_id=7)
     assert claim.stored_body() == '{"payment_id":"pay_1"}'
+
+
+# Through the API, the payment's statement is a transaction of its own: without a test's surrounding transaction (as
+# in production), each conflict must make it fail whole.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_its_own_a_refused_payment_stores_nothing(
+    post_payment: Callable[..., Any], row_counts: Callable[[], dict[str, int]]
+) -> None:
+    # given a payment
+    first = post_payment(payment_body(), key="key-first")
+    taken = first.json()["payment_orders"][0]["payment_order_id"]
+    before = row_counts()
+
+    # when one request names its order id (and a new seller), and another reuses its key for another payment
+    conflicting = post_payment(
+        payment_body(payment_orders=[order(seller_account="seller_new"), order(payment_order_id=taken)]), key="k-409"
+    )
+    reused = post_payment(payment_body(), key="key-first")
+
+    # then both are refused, and neither wrote a row
+    assert conflicting.status_code == 409
+    assert conflicting.json()["error"]["code"] == "payment_order_id_taken"
+    assert reused.status_code == 422
+    assert row_counts() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_its_own_an_expired_key_is_used_afresh(post_payment: Callable[..., Any]) -> None:
+    post_payment(payment_body(), key="key-expired")
+    IdempotencyKey.objects.filter(key="key-expired").update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    response = post_payment(payment_body(), key="key-expired")
+
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response
+    assert PaymentEvent.objects.count() == 2
+    assert IdempotencyKey.objects.get(key="key-expired").response_body.encode() == response.content

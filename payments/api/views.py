@@ -70,11 +70,13 @@ class PaymentCreateApi(IdempotentCreateApiView):
         arguments = payment_create_arguments(request.data)
         client = client_of(request)
         # Counted only when the rows are written: a retry of a payment that exists fails there (its order ids are
-        # taken) and gets the stored answer, uncounted. A refusal rolls the rows back with the rest of the
-        # transaction (the idempotency one, still open).
+        # taken) and gets the stored answer, uncounted. The payment's statement commits by itself, so the counts are
+        # settled just before it: a refusal stores nothing.
         attempts = payment_attempts(request, arguments["buyer"], arguments["payment_method_token"])
-        with throttle_around(request, attempts, actor=client.actor):
-            event = payment_create(client=client, **arguments, claim=claim, answer=payment_representation)
+        with throttle_around(request, attempts, actor=client.actor) as settle:
+            event = payment_create(
+                client=client, **arguments, claim=claim, answer=payment_representation, before_write=settle
+            )
         # Claimed, the answer is already rendered and stored: idempotent_post sends those bytes, not this data.
         return Response(None if claim is not None else payment_representation(event), status=201)
 
