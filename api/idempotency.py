@@ -52,10 +52,11 @@ def idempotent_post(
 ) -> HttpResponse:
     """Run ``handler`` at most once per (client, Idempotency-Key); replay its stored response afterwards.
 
-    ``handler`` runs inside the transaction opened here, so the services it calls join it (they open nested,
-    non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising rolls everything back. With
-    ``claims_in_handler``, it is called with a ``KeyClaim`` that its statement must settle (see ``KeyClaim``), no
-    transaction is opened here (that statement is one of its own), and the response's body is the answer it stored.
+    ``handler`` runs inside the transaction opened here (unless it claims the key, below), so the services it calls
+    join it (they open nested, non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising
+    rolls everything back. With ``claims_in_handler``, it is called with a ``KeyClaim`` that its statement must
+    settle (see ``KeyClaim``), no transaction is opened here (that statement is one of its own), and the response's
+    body is the answer it stored.
     """
     client = client_of(request)
     key = _read_key(request)
@@ -77,6 +78,8 @@ def idempotent_post(
             # cannot be stored because one already is. Its work is then rolled back and the stored answer wins.
             response = handler(claim) if claim is not None else handler()
             if not 200 <= response.status_code < 300:
+                if claim is not None:
+                    raise RuntimeError("a handler that claims the key answers 2xx or raises (its statement committed)")
                 # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
                 transaction.set_rollback(True)
                 return response
@@ -152,12 +155,17 @@ class KeyClaim:
         return f"answer AS ({_INSERT_CLAIMED.format(source=source)})"
 
     def conflict(self) -> None:
-        """The answer could not be stored: the key has a row. Raise if that answer is live; if it had expired, delete
-        it and return, and the handler runs its statement again."""
+        """The answer could not be stored: the key had a row. Raise if that answer is live. Return if it had
+        expired (its row is deleted here) or is gone already (the purge, or another retry with this key, came
+        first): the handler then runs its statement again."""
         with connection.cursor() as cursor:
             cursor.execute(_DELETE_EXPIRED, [self.client_id, self.key])
-            if cursor.rowcount == 0:
+            if cursor.rowcount == 0 and _live_stored(self.client_id, self.key) is not None:
                 raise _AlreadyAnswered
+
+    def busy(self) -> None:
+        """The statement kept meeting a row for this key that others were replacing: as if the lock were held."""
+        raise _KeyHeld
 
     def params(self) -> dict[str, Any]:
         if self._body is None:

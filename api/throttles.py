@@ -167,27 +167,29 @@ def throttle_around(
     window = _window()
     keys = {name: _counter(name, value, window) for name, value in counted.items()}
     sent = _send(keys)
-    replies: list[dict[str, int] | None] = []  # once settled: Redis's counts, or None if it did not answer
+    settled, refused = False, False
+    counts: dict[str, int] | None = None  # Redis's answer, once settled (None if it did not answer)
 
     def settle() -> None:
-        if replies or sent is None:
+        nonlocal settled, refused, counts
+        if settled or sent is None:
             return
-        replies.append(_receive(sent, keys))
-        counts = replies[0]
+        settled = True  # before reading: whatever interrupts the read has dropped the connection, not to be read again
+        counts = _receive(sent, keys)
         if counts is not None:
-            _refuse_if_over(window, dict.fromkeys(keys, 1), counts, actor)
+            try:
+                _refuse_if_over(window, dict.fromkeys(keys, 1), counts, actor)
+            except Throttled:
+                refused = True  # a refusal's counts stand
+                raise
 
     try:
         yield settle
-    except Throttled:
-        if sent is not None and not replies:
-            _take_back(sent, keys)
-        raise
     except BaseException:
-        if sent is not None:
-            if not replies:
+        if sent is not None and not refused:
+            if not settled:
                 _take_back(sent, keys)
-            elif replies[0] is not None:
+            elif counts is not None:
                 _decrement(keys)
         raise
     settle()

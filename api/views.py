@@ -55,7 +55,8 @@ class IdempotentCreateApiView(ApiView):
     """Base of every storefront POST: the Idempotency-Key is required and honoured before ``create`` runs.
 
     ``create`` runs inside the idempotency transaction and returns a 2xx response, or raises an ApiError. With
-    ``claims_key``, it is given the key's ``claim`` (api.idempotency.KeyClaim), which its statement settles.
+    ``claims_key``, it is given the key's ``claim`` (api.idempotency.KeyClaim) instead, which its one statement,
+    a transaction of its own, settles.
     """
 
     claims_key = False

@@ -58,18 +58,18 @@ class NewOrder:
 # One statement writes the event and its orders. It is the API's hottest write, and as ORM calls it cost three
 # statements and a savepoint, most of it in building the queries. ON CONFLICT lets PostgreSQL's unique index arbitrate
 # between concurrent requests naming the same payment_order_id: the later one waits for the earlier to commit, then
-# skips the row, and the missing row tells us which id was taken. Columns not named take their database defaults
-# (empty PSP fields), declared on the models with db_default. Rows go in by payment_order_id, not in request order:
-# two requests naming the same ids in different orders would otherwise each hold a row the other waits for, and
-# deadlock. Each order to execute is announced with NOTIFY, which PostgreSQL delivers only when the transaction
-# commits: the execution relay (payments/relay.py) hears it and queues the executor, so the request itself never
-# waits on, or fails with, the broker (the orders table is the outbox). The notification carries the request's id
-# after a space (neither id can hold one), so the executor's log lines carry the id of the request that paid.
-# Sellers named for the first time are registered by the same statement (wallets.services.SELLERS_REGISTER_SQL).
+# skips the row, and the missing row tells us which id was taken (the API's variant, below, fails instead). Columns not
+# named take their database defaults (empty PSP fields), declared on the models with db_default. Rows go in by
+# payment_order_id, not in request order: two requests naming the same ids in different orders would otherwise each hold
+# a row the other waits for, and deadlock. Each order to execute is announced with NOTIFY, which PostgreSQL delivers
+# only when the transaction commits: the execution relay (payments/relay.py) hears it and queues the executor, so the
+# request itself never waits on, or fails with, the broker (the orders table is the outbox). The notification carries
+# the request's id after a space (neither id can hold one), so the executor's log lines carry the id of the request that
+# paid. Sellers named for the first time are registered by the same statement (wallets.services.SELLERS_REGISTER_SQL).
 # Through the API, it also claims the request's Idempotency-Key and stores its answer (api.idempotency.KeyClaim): the
-# lock comes first, and every write reads from it, so a held key writes nothing and waits for nothing. That variant
-# is a transaction of its own, so a taken payment_order_id makes it fail instead of skipping the row. Each
-# parameter is typed where it is first used: the statement is prepared (ops/db.py), and PREPARE fixes its types.
+# lock comes first, and every write reads from it, so a held key writes nothing and waits for nothing. That variant is a
+# transaction of its own, so a taken payment_order_id makes it fail instead of skipping the row. Each parameter is typed
+# where it is first used: the statement is prepared (ops/db.py), and PREPARE fixes its types.
 _INSERT_PAYMENT = """
 WITH {claim}{sellers}, event AS (
     INSERT INTO payments_paymentevent
@@ -208,7 +208,7 @@ def _claimed_rows(
     params: dict[str, Any], *, claim: KeyClaim, client: ApiClient, orders: Sequence[NewOrder]
 ) -> list[tuple[Any, ...]]:
     """Run the claiming statement, which commits by itself, and settle the claim; raise whatever refuses it."""
-    while True:
+    for _ in range(_CLAIM_ATTEMPTS):
         try:
             # In a caller's transaction (a test's), a savepoint keeps that transaction usable when the statement fails.
             with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
@@ -223,6 +223,12 @@ def _claimed_rows(
             raise
         claim.settle(held=rows[0][0], stored_id=rows[0][5])
         return rows
+    claim.busy()  # the key's row kept changing under it: the client retries, as for a held key
+    raise AssertionError("unreachable")
+
+
+# An expired key's row is replaced at the second attempt, unless others keep replacing it too.
+_CLAIM_ATTEMPTS = 3
 
 
 def _untaken(orders: Sequence[NewOrder]) -> dict[str, int]:

@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from api.idempotency import KeyClaim, idempotency_keys_purge, lock_id
+from api.idempotency import KeyClaim, _AlreadyAnswered, idempotency_keys_purge, lock_id
 from api.models import IdempotencyKey
 from api.services import IssuedKey, api_client_create
 from audit.models import SecurityEvent
@@ -317,3 +317,33 @@ def test_on_its_own_an_expired_key_is_used_afresh(post_payment: Callable[..., An
     assert "Idempotent-Replayed" not in response
     assert PaymentEvent.objects.count() == 2
     assert IdempotencyKey.objects.get(key="key-expired").response_body.encode() == response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_its_own_a_repeat_gets_the_first_answer(post_payment: Callable[..., Any]) -> None:
+    body = payment_body()
+    first = post_payment(body, key="key-again")
+
+    again = post_payment(body, key="key-again")
+
+    assert again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert PaymentEvent.objects.count() == 1
+
+
+def test_a_claim_meeting_a_row_tells_a_live_answer_from_an_expired_or_vanished_one(
+    post_payment: Callable[..., Any], issued_key: IssuedKey
+) -> None:
+    post_payment(payment_body(), key="key-live")
+    post_payment(payment_body(), key="key-stale")
+    IdempotencyKey.objects.filter(key="key-stale").update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    def claim(key: str) -> KeyClaim:
+        return KeyClaim(client_id=issued_key.client.pk, key=key, fingerprint="f", path="/v1/payments")
+
+    with pytest.raises(_AlreadyAnswered):  # the request is a repeat: its answer is replayed
+        claim("key-live").conflict()
+    claim("key-stale").conflict()  # expired: deleted, and the statement runs again
+    assert not IdempotencyKey.objects.filter(key="key-stale").exists()
+    claim("key-gone").conflict()  # deleted meanwhile by someone else: the statement runs again

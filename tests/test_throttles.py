@@ -13,7 +13,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.test import Client
+from django.test import Client, RequestFactory
 from prometheus_client import REGISTRY
 
 from api import authentication, throttles
@@ -383,3 +383,49 @@ def test_payments_go_through_with_every_throttle_switched_off(post_payment: Call
     settings.API_THROTTLE_WINDOW_SECONDS = 0
 
     assert post_payment(payment_for("buyer_unthrottled")).status_code == 201
+
+
+def _buyer_count(buyer: str) -> int:
+    key = throttles._counter("buyer", buyer, throttles._window())
+    return int(throttles.redis_client().get(key) or 0)
+
+
+def test_a_block_that_fails_after_settling_takes_its_count_back_once(limits: Callable[..., None]) -> None:
+    limits(buyer=5)
+    request = RequestFactory().post("/v1/payments")
+    buyer = unique("buyer_settled")
+
+    with pytest.raises(RuntimeError), throttles.throttle_around(request, {"buyer": buyer}) as settle:
+        settle()
+        settle()  # once is enough: the second does nothing
+        assert _buyer_count(buyer) == 1
+        raise RuntimeError("the payment's statement failed")
+
+    assert _buyer_count(buyer) == 0
+
+
+def test_a_block_refused_when_settling_keeps_its_count_and_writes_nothing_after(limits: Callable[..., None]) -> None:
+    limits(buyer=1)
+    request = RequestFactory().post("/v1/payments")
+    buyer = unique("buyer_refused")
+    with throttles.throttle_around(request, {"buyer": buyer}):
+        pass
+    reached = []
+
+    with pytest.raises(throttles.Throttled), throttles.throttle_around(request, {"buyer": buyer}) as settle:
+        settle()
+        reached.append(True)
+
+    assert reached == []
+    assert _buyer_count(buyer) == 2  # a refusal counts
+
+
+def test_a_block_that_fails_before_settling_takes_its_count_back(limits: Callable[..., None]) -> None:
+    limits(buyer=5)
+    request = RequestFactory().post("/v1/payments")
+    buyer = unique("buyer_early")
+
+    with pytest.raises(RuntimeError), throttles.throttle_around(request, {"buyer": buyer}):
+        raise RuntimeError("refused before the write")
+
+    assert _buyer_count(buyer) == 0

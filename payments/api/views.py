@@ -71,7 +71,8 @@ class PaymentCreateApi(IdempotentCreateApiView):
         client = client_of(request)
         # Counted only when the rows are written: a retry of a payment that exists fails there (its order ids are
         # taken) and gets the stored answer, uncounted. The payment's statement commits by itself, so the counts are
-        # settled just before it: a refusal stores nothing.
+        # settled just before it, and a refusal stores nothing; a retry whose buyer is over the limit is refused
+        # first, so it counts (it still gets its stored answer).
         attempts = payment_attempts(request, arguments["buyer"], arguments["payment_method_token"])
         with throttle_around(request, attempts, actor=client.actor) as settle:
             event = payment_create(
