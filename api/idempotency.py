@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -163,7 +163,7 @@ class KeyClaim:
             if cursor.rowcount == 0 and _live_stored(self.client_id, self.key) is not None:
                 raise _AlreadyAnswered
 
-    def busy(self) -> None:
+    def busy(self) -> NoReturn:
         """The statement kept meeting a row for this key that others were replacing: as if the lock were held."""
         raise _KeyHeld
 
@@ -229,10 +229,10 @@ _SELECT_LIVE = (
     " WHERE client_id = %s AND key = %s AND expires_at > now()"
 )
 # A key past its lifetime means nothing: its row is replaced. A live one stays, and the INSERT returns no row.
-_STORE = (
+_INSERT_STORED = (
     "INSERT INTO api_idempotencykey"
     " (client_id, key, request_fingerprint, request_path, response_status, response_body, expires_at)"
-    " {values}"
+    " VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(hours => %s))"
     " ON CONFLICT (client_id, key) DO UPDATE SET"
     " request_fingerprint = EXCLUDED.request_fingerprint, request_path = EXCLUDED.request_path,"
     " response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,"
@@ -240,7 +240,6 @@ _STORE = (
     " WHERE api_idempotencykey.expires_at <= now()"
     " RETURNING id"
 )
-_INSERT_STORED = _STORE.format(values="VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(hours => %s))")
 # No ON CONFLICT: a claiming statement commits by itself, so a key that has a row must make it fail (KeyClaim).
 # Typed: in INSERT ... SELECT, unlike VALUES, PostgreSQL does not take a parameter's type from its column.
 _INSERT_CLAIMED = (

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -179,8 +179,7 @@ def payment_create(
             inserted = {order_id: pk for _, _, pk, order_id, _, _ in rows if order_id is not None}
             if len(inserted) != len(orders):
                 # Raising rolls the whole transaction back, the event row with it.
-                raise _order_id_taken(client=client, orders=orders, inserted=inserted)
-            sellers_registered(new_sellers)
+                raise _order_id_taken(client=client, orders=orders, free=inserted)
     else:
         if answer is None:
             raise ValueError("a claimed payment needs the answer to store")
@@ -190,7 +189,7 @@ def payment_create(
             before_write()
         rows = _claimed_rows(params, claim=claim, client=client, orders=orders)
         inserted = {order_id: pk for _, _, pk, order_id, _, _ in rows}
-        sellers_registered(new_sellers)
+    sellers_registered(new_sellers)  # once the caller's transaction commits, or now when the payment's own did
     # The first line of a payment's trail: its ids, with the request's (ops/logs.py adds that).
     logger.info(
         "payment %s created",
@@ -215,8 +214,8 @@ def _claimed_rows(
                 rows = _INSERT_PAYMENT_CLAIMED.fetchall(params)
         except IntegrityError as exc:
             constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
-            if constraint == ORDER_ID_CONSTRAINT:
-                raise _order_id_taken(client=client, orders=orders, inserted=_untaken(orders)) from None
+            if constraint == _ORDER_ID_CONSTRAINT:
+                raise _order_id_taken(client=client, orders=orders, free=_free_ids(orders)) from None
             if constraint == KEY_CONSTRAINT:
                 claim.conflict()  # raises for a live answer; an expired one is deleted, and the payment goes in now
                 continue
@@ -224,25 +223,22 @@ def _claimed_rows(
         claim.settle(held=rows[0][0], stored_id=rows[0][5])
         return rows
     claim.busy()  # the key's row kept changing under it: the client retries, as for a held key
-    raise AssertionError("unreachable")
 
 
 # An expired key's row is replaced at the second attempt, unless others keep replacing it too.
 _CLAIM_ATTEMPTS = 3
 
 
-def _untaken(orders: Sequence[NewOrder]) -> dict[str, int]:
-    """These orders' payment_order_ids that no stored order has (as _order_id_taken reads the inserted ones)."""
-    taken = set(
-        PaymentOrder.objects.filter(payment_order_id__in=[order.payment_order_id for order in orders]).values_list(
-            "payment_order_id", flat=True
-        )
+def _free_ids(orders: Sequence[NewOrder]) -> set[str]:
+    """These orders' payment_order_ids that no stored order has."""
+    ids = [order.payment_order_id for order in orders]
+    return set(ids) - set(
+        PaymentOrder.objects.filter(payment_order_id__in=ids).values_list("payment_order_id", flat=True)
     )
-    return {order.payment_order_id: 0 for order in orders if order.payment_order_id not in taken}
 
 
 # The unique index a claiming payment's statement fails on when a payment_order_id is taken.
-ORDER_ID_CONSTRAINT = "payments_paymentorder_payment_order_id_key"
+_ORDER_ID_CONSTRAINT = "payments_paymentorder_payment_order_id_key"
 
 
 def _new_payment(
@@ -311,9 +307,10 @@ def _stored_default(field: models.Field[Any, Any]) -> Any:
     return default
 
 
-def _order_id_taken(*, client: ApiClient, orders: Sequence[NewOrder], inserted: dict[str, int]) -> PaymentOrderIdTaken:
+def _order_id_taken(*, client: ApiClient, orders: Sequence[NewOrder], free: Container[str]) -> PaymentOrderIdTaken:
+    """The refusal for the first of ``orders`` whose payment_order_id is not among the ``free`` ones."""
     index, taken_id = next(
-        (index, order.payment_order_id) for index, order in enumerate(orders) if order.payment_order_id not in inserted
+        (index, order.payment_order_id) for index, order in enumerate(orders) if order.payment_order_id not in free
     )
     owner = PaymentOrder.objects.filter(payment_order_id=taken_id).values_list("event__payment_id", "event__client_id")
     payment_id, owner_client_id = owner.first() or (None, None)

@@ -262,7 +262,7 @@ def test_the_payment_statement_is_prepared_once_per_connection(post_payment: Cal
 
 def _prepared_payment_statements() -> list[str]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'payment_insert%%' ORDER BY name")
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'payment_insert%' ORDER BY name")
         return [name for (name,) in cursor.fetchall()]
 
 
