@@ -28,6 +28,9 @@ How to read it
     The figure that matters is the ratio payments ÷ ceiling; the target is at least 0.5. Absolute numbers depend on
     the machine and say little on their own; the per-slice figures show how steady the machine was. The load
     generator's own CPU use is printed too: it shares the machine with the server, so it should stay small.
+    "CPU ms per answer" is what each endpoint's answers cost on the server side, from /proc (user + system time):
+    gunicorn's processes, every PostgreSQL process and Redis, over that endpoint's slices. It moves less with the
+    machine's speed than req/s does, and shows where a difference in throughput comes from.
 
 Database
     The run never touches the developer's database: it uses ``<name>_bench`` for the ``<name>`` in DATABASE_URL,
@@ -239,6 +242,7 @@ class Tally:
     samples: list[str] = field(default_factory=list)  # the first unexpected answers, for the report
     elapsed: float = 0.0  # seconds under load
     slice_rates: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds under load: web workers, PostgreSQL, Redis
 
     @property
     def ok(self) -> int:
@@ -372,7 +376,10 @@ class Run:
     load_cpu_share: float  # this process's CPU time over the measured wall time (1.0 = one whole core)
 
 
-def drive(port: int, api_key: str, *, concurrency: int, seconds: float, slices: int, warmup: float) -> Run:
+def drive(port: int, api_key: str, *, web: int, concurrency: int, seconds: float, slices: int, warmup: float) -> Run:
+    """``web``: gunicorn's process group, whose CPU is counted per endpoint with PostgreSQL's and Redis's."""
+    from bench.processes import cpu_by_process, cpu_delta  # here: bench.processes imports this module
+
     driven = endpoints(port, api_key)
     run = Run({endpoint.name: Tally() for endpoint in driven}, Tally(), 0.0)
     # The first requests of each worker import, resolve URLs and open its database connection: not measured.
@@ -381,7 +388,11 @@ def drive(port: int, api_key: str, *, concurrency: int, seconds: float, slices: 
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(slices):
         for endpoint in driven:
-            load(endpoint, port, concurrency, seconds / slices, run.tallies[endpoint.name])
+            tally = run.tallies[endpoint.name]
+            before = cpu_by_process({"web": [web]})
+            load(endpoint, port, concurrency, seconds / slices, tally)
+            for group, spent in cpu_delta(before, cpu_by_process({"web": [web]})).items():
+                tally.cpu[group] = tally.cpu.get(group, 0.0) + spent
     run.load_cpu_share = (time.process_time() - cpu) / (time.perf_counter() - wall)
     return run
 
@@ -404,6 +415,12 @@ def report(run: Run) -> int:
     for name, tally in rows:
         print(f"  {name} req/s per slice: {'  '.join(f'{r:.1f}' for r in tally.slice_rates)}")
     print(f"  load generator CPU: {run.load_cpu_share:.0%} of one core")
+    # What each answer cost the server side, whatever the machine's speed did to req/s (and to the ceiling alike).
+    for name, tally in rows:
+        spent = "  ".join(
+            f"{group} {1000 * tally.cpu.get(group, 0.0) / tally.ok:.2f}" for group in ("web", "postgres", "redis")
+        )
+        print(f"  {name} CPU ms per answer: {spent}" if tally.ok else f"  {name}: no answers")
 
     payments, ceiling, ceiling_drf = (rate(run.tallies[name]) for name in ("payments", "ceiling", "ceiling-drf"))
     ratio = payments / ceiling if ceiling else 0.0
@@ -451,9 +468,15 @@ def main(argv: list[str]) -> int:
         manage(env, "migrate", "--noinput", "-v", "0")
         api_key = create_api_key(env)
         port = free_port()
-        with gunicorn(env, port):
+        with gunicorn(env, port) as server:
             run = drive(
-                port, api_key, concurrency=args.concurrency, seconds=args.seconds, slices=args.slices, warmup=warmup
+                port,
+                api_key,
+                web=server.pid,  # its own session: the pid is the process group's id
+                concurrency=args.concurrency,
+                seconds=args.seconds,
+                slices=args.slices,
+                warmup=warmup,
             )
     except (BenchError, psycopg.Error) as exc:
         print(f"bench: {exc}", file=sys.stderr)
