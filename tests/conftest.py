@@ -324,11 +324,28 @@ def running_relay() -> Iterator[None]:
     stop = threading.Event()
     thread = threading.Thread(target=relay_run, kwargs={"stop": stop, "dsn_params": pg_params()}, daemon=True)
     thread.start()
+    # Until it LISTENs, an order committed meanwhile is published by its catch-up instead, without the request id of
+    # the payment that created it: the tests wait, as a deployment starts the relay before taking traffic.
+    wait_until(_relay_listening)
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def _relay_listening() -> bool:
+    from django.db import connection
+
+    from payments.services import EXECUTIONS_CHANNEL
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = %s AND pid <> pg_backend_pid())",
+            [f"LISTEN {EXECUTIONS_CHANNEL}"],
+        )
+        return bool(cursor.fetchone()[0])
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
