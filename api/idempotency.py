@@ -48,15 +48,15 @@ MAX_KEY_LENGTH = 255
 
 
 def idempotent_post(
-    request: Request, handler: Callable[..., Response], *, claims_in_handler: bool = False
+    request: Request, handler: Callable[..., Response | None], *, claims_in_handler: bool = False
 ) -> HttpResponse:
     """Run ``handler`` at most once per (client, Idempotency-Key); replay its stored response afterwards.
 
     ``handler`` runs inside the transaction opened here (unless it claims the key, below), so the services it calls
     join it (they open nested, non-durable blocks). It returns a 2xx response or raises an ``ApiError``; raising
     rolls everything back. With ``claims_in_handler``, it is called with a ``KeyClaim`` that its statement must
-    settle (see ``KeyClaim``), no transaction is opened here (that statement is one of its own), and the response's
-    body is the answer it stored.
+    settle (see ``KeyClaim``) and returns nothing: no transaction is opened here (that statement is one of its own),
+    and the response is the answer it stored.
     """
     client = client_of(request)
     key = _read_key(request)
@@ -76,16 +76,18 @@ def idempotent_post(
             # The common case is a new key, so the work runs without looking for a stored answer first. A repeat
             # shows itself below: as a conflict of its own (its payment_order_ids are taken), or when its answer
             # cannot be stored because one already is. Its work is then rolled back and the stored answer wins.
-            response = handler(claim) if claim is not None else handler()
-            if not 200 <= response.status_code < 300:
-                if claim is not None:
-                    raise RuntimeError("a handler that claims the key answers 2xx or raises (its statement committed)")
-                # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
-                transaction.set_rollback(True)
-                return response
             if claim is not None:
-                body = claim.stored_body()
+                handler(claim)
+                body, status = claim.stored_body(), claim.status
             else:
+                response = handler()
+                if response is None or not 200 <= response.status_code < 300:
+                    if response is None:
+                        raise RuntimeError("a handler answers, unless it claims the key")
+                    # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
+                    transaction.set_rollback(True)
+                    return response
+                status = response.status_code
                 # Rendered here and stored as text, so the first answer and every replay are the same bytes.
                 body = JSONRenderer().render(response.data).decode()
                 cursor.execute(
@@ -95,7 +97,7 @@ def idempotent_post(
                         key,
                         fingerprint,
                         request.path[:255],
-                        response.status_code,
+                        status,
                         body,
                         settings.IDEMPOTENCY_KEY_TTL_HOURS,
                     ],
@@ -114,7 +116,7 @@ def idempotent_post(
         if isinstance(exc, ApiError):
             exc.after_refusal(request)  # what a refusal records stays true, even when the repeat gets its answer
         return _replay(fingerprint, *stored)
-    return _json_response(body, claim.status if claim is not None else response.status_code)
+    return _json_response(body, status)
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """API throttles, counted in Redis so every web process shares them (DESIGN.md "Security": per client, buyer,
 payment method and IP).
 
-Fixed windows: one counter per dimension and window, created with its expiry and incremented in one pipeline (one
-round trip, whatever the number of dimensions; the high-limit client and address counters only every few requests,
-see SYNC_EVERY). A window's first refusal is recorded as a security event;
+Fixed windows: one counter per dimension and window, created with its expiry and incremented in one round trip,
+whatever the number of dimensions (a pipeline, or for the card-testing counters one script with one reply; the
+high-limit client and address counters only every few requests, see SYNC_EVERY). A window's first refusal is recorded
+as a security event;
 the refusals after it are only counted, so a flood stays cheap (it is recorded when the 429 is answered, after the
 request's transaction has rolled back). If Redis does not answer, requests are not throttled
 (logged): refusing every payment while Redis restarts would stop the business, and the risk check's velocity rules
@@ -243,22 +244,26 @@ def _send(keys: dict[str, str]) -> Any:
     return pool, connection
 
 
+# Each key: created at 0 with the window's expiry if it is new, then counted. One script, so the counts come back as
+# one reply however many dimensions there are (reading a reply is most of what the round trip costs the web process).
+_COUNT = (
+    "local counts = {} for i, key in ipairs(KEYS) do redis.call('SET', key, 0, 'EX', ARGV[1], 'NX')"
+    " counts[i] = redis.call('INCRBY', key, 1) end return counts"
+)
+
+
 def _count_commands(keys: Iterable[str], seconds: int) -> bytes:
-    """SET key 0 EX seconds NX, INCRBY key 1 for each key, in Redis's wire format (RESP). Written out here because
-    redis-py's general packer cost more than the round trip it is meant to hide."""
-    parts, window = [], str(seconds).encode()
-    for key in keys:
-        name = key.encode()
-        for command in ((b"SET", name, b"0", b"EX", window, b"NX"), (b"INCRBY", name, b"1")):
-            parts.append(b"*%d\r\n" % len(command))
-            parts.extend(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in command)
-    return b"".join(parts)
+    """``EVAL _COUNT`` over ``keys``, in Redis's wire format (RESP). Written out here because redis-py's general
+    packer cost more than the round trip it is meant to hide."""
+    names = [key.encode() for key in keys]
+    command = [b"EVAL", _COUNT.encode(), str(len(names)).encode(), *names, str(seconds).encode()]
+    return b"*%d\r\n" % len(command) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in command)
 
 
 def _receive(sent: Any, keys: dict[str, str]) -> dict[str, int] | None:
     pool, connection = sent
     try:
-        replies = [connection.read_response() for _ in range(len(keys) * 2)]
+        counts = connection.read_response()
     except BaseException as exc:
         # Whatever stopped the reading (Redis, or a signal ending the request) left replies unread on the connection.
         _drop(pool, connection)
@@ -267,7 +272,7 @@ def _receive(sent: Any, keys: dict[str, str]) -> dict[str, int] | None:
             return None
         raise
     pool.release(connection)
-    return {name: int(replies[index * 2 + 1]) for index, name in enumerate(keys)}
+    return dict(zip(keys, counts, strict=True))
 
 
 # A counter that expired meanwhile is left alone: DECR would create it at -1, with no expiry.

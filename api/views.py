@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from api.authentication import client_of
 from api.events import client_ip
-from api.idempotency import idempotent_post
+from api.idempotency import KeyClaim, idempotent_post
 from api.models import ApiKey, Scope
 from api.throttles import throttle
 
@@ -55,8 +55,8 @@ class IdempotentCreateApiView(ApiView):
     """Base of every storefront POST: the Idempotency-Key is required and honoured before ``create`` runs.
 
     ``create`` runs inside the idempotency transaction and returns a 2xx response, or raises an ApiError. With
-    ``claims_key``, it is given the key's ``claim`` (api.idempotency.KeyClaim) instead, which its one statement,
-    a transaction of its own, settles.
+    ``claims_key``, ``create_claimed`` runs instead: it is given the key's ``claim`` (api.idempotency.KeyClaim),
+    which its one statement, a transaction of its own, settles, and the answer stored with it is the response.
     """
 
     claims_key = False
@@ -64,9 +64,12 @@ class IdempotentCreateApiView(ApiView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         if self.claims_key:
             return idempotent_post(
-                request, lambda claim: self.create(request, *args, claim=claim, **kwargs), claims_in_handler=True
+                request, lambda claim: self.create_claimed(request, claim, *args, **kwargs), claims_in_handler=True
             )
         return idempotent_post(request, lambda: self.create(request, *args, **kwargs))
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise NotImplementedError
+
+    def create_claimed(self, request: Request, claim: KeyClaim, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django_fsm import ConcurrentTransition, TransitionNotAllowed
+from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin, TransitionNotAllowed
 from djmoney.money import Money
 
 from api.services import IssuedKey
 from payments.locks import order_lock
-from payments.models import OrderStatus, OrderTransition, PaymentEvent, PaymentOrder
+from payments.models import OrderStatus, OrderTransition, PaymentEvent, PaymentOrder, Payout, Refund
 from tests.conftest import unique
 from wallets.services import sellers_ensure
 
@@ -274,3 +274,12 @@ def test_an_order_locked_is_the_order_the_orm_loads_with_its_payment_and_moves_t
 def test_locking_an_order_that_does_not_exist_raises_does_not_exist() -> None:
     with pytest.raises(PaymentOrder.DoesNotExist), transaction.atomic():
         order_lock(payment_order_id="po_nobody")
+
+
+@pytest.mark.parametrize("model", [PaymentOrder, Refund, Payout])
+def test_each_state_machine_finds_its_state_fields_as_django_fsm_does(model: type[Any]) -> None:
+    # Found once per class (payments.models.fsm) instead of for every instance: the same fields.
+    instance = model()
+
+    assert list(instance.state_fields) == list(ConcurrentTransitionMixin.state_fields.fget(instance))
+    assert [field.name for field in instance.state_fields] == ["status"]

@@ -21,6 +21,7 @@ from api.models import IdempotencyKey
 from api.services import IssuedKey
 from audit.models import SecurityEvent
 from audit.roles import finance_groups_sync
+from ops.redis_client import key_prefix, redis_client
 from payments.models import PaymentEvent
 from tests.conftest import payment_body, unique
 
@@ -367,15 +368,24 @@ def test_a_payment_refused_for_a_taken_order_id_does_not_count_against_its_buyer
     assert post_payment(payment_for("buyer_clumsy")).status_code == 429
 
 
-def test_the_counts_sent_ahead_are_the_commands_redis_py_would_send() -> None:
-    # throttle_around writes its commands in Redis's wire format itself; redis-py's packer is the reference.
+def test_the_counts_sent_ahead_are_the_command_redis_py_would_send() -> None:
+    # throttle_around writes its command in Redis's wire format itself; redis-py's packer is the reference.
     keys = {"buyer": "mp:throttle:buyer:ab12:7", "payment_method": "mp:throttle:payment_method:cd34:7"}
     connection = redis.Redis().connection_pool.make_connection()
-    expected = connection.pack_commands(
-        [command for key in keys.values() for command in (("SET", key, 0, "EX", 60, "NX"), ("INCRBY", key, 1))]
-    )
+    expected = connection.pack_command("EVAL", throttles._COUNT, 2, *keys.values(), 60)
 
     assert throttles._count_commands(keys.values(), 60) == b"".join(expected)
+
+
+def test_the_count_script_creates_each_counter_with_the_window_and_counts_it() -> None:
+    client = redis_client()
+    new, counted = f"{key_prefix()}:test:{unique('new')}", f"{key_prefix()}:test:{unique('counted')}"
+    client.set(counted, 5, ex=30)
+
+    assert client.eval(throttles._COUNT, 2, new, counted, 60) == [1, 6]
+    assert client.eval(throttles._COUNT, 2, new, counted, 60) == [2, 7]
+    assert 55 < client.ttl(new) <= 60
+    assert client.ttl(counted) <= 30  # an existing counter keeps its window
 
 
 def test_payments_go_through_with_every_throttle_switched_off(post_payment: Callable[..., Any], settings: Any) -> None:

@@ -66,7 +66,7 @@ class PaymentCreateApi(IdempotentCreateApiView):
     # The payment's one statement claims the Idempotency-Key and stores the answer (api.idempotency.KeyClaim).
     claims_key = True
 
-    def create(self, request: Request, *args: Any, claim: KeyClaim | None = None, **kwargs: Any) -> Response:
+    def create_claimed(self, request: Request, claim: KeyClaim, *args: Any, **kwargs: Any) -> None:
         arguments = payment_create_arguments(request.data)
         client = client_of(request)
         # Counted only when the rows are written: a retry of a payment that exists fails there (its order ids are
@@ -75,11 +75,7 @@ class PaymentCreateApi(IdempotentCreateApiView):
         # first, so it counts (it still gets its stored answer).
         attempts = payment_attempts(request, arguments["buyer"], arguments["payment_method_token"])
         with throttle_around(request, attempts, actor=client.actor) as settle:
-            event = payment_create(
-                client=client, **arguments, claim=claim, answer=payment_representation, before_write=settle
-            )
-        # Claimed, the answer is already rendered and stored: idempotent_post sends those bytes, not this data.
-        return Response(None if claim is not None else payment_representation(event), status=201)
+            payment_create(client=client, **arguments, claim=claim, answer=payment_representation, before_write=settle)
 
 
 class CheckoutCreateApi(IdempotentCreateApiView):

@@ -5,11 +5,12 @@ from typing import Any
 
 from django.db import models, transaction
 from django.db.models.functions import Now
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import FSMField, transition
 from djmoney.models.fields import MoneyField
 
 from api.models import ApiClient
 from payments.ids import new_public_id
+from payments.models.fsm import ConcurrentTransitions
 from wallets.models import Seller
 
 
@@ -104,7 +105,7 @@ class PaymentEvent(models.Model):
         return cls.Status.PARTIALLY_SUCCEEDED
 
 
-class PaymentOrder(ConcurrentTransitionMixin, models.Model):
+class PaymentOrder(ConcurrentTransitions, models.Model):
     """The money owed to one seller within a payment, executed at the PSP on its own (the seeds' payment_order).
 
     ``status`` changes only through the transitions below. The field is protected (assignment raises) and

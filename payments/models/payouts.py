@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Now
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import FSMField, transition
 
 from payments.ids import new_public_id
+from payments.models.fsm import ConcurrentTransitions
 from wallets.models import Seller
 
 
@@ -23,7 +24,7 @@ class PayoutStatus(models.TextChoices):
 OPEN_PAYOUT_STATUSES = frozenset({PayoutStatus.NOT_STARTED, PayoutStatus.EXECUTING, PayoutStatus.UNKNOWN})
 
 
-class Payout(ConcurrentTransitionMixin, models.Model):
+class Payout(ConcurrentTransitions, models.Model):
     """One transfer of a seller's available funds in one currency to their payout account (DESIGN.md "Pay-out").
 
     The funds are reserved when the payout is created, in the same transaction, under the wallet's row lock; the

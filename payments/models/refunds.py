@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Now
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import FSMField, transition
 
 from payments.ids import new_public_id
+from payments.models.fsm import ConcurrentTransitions
 from payments.models.orders import PaymentOrder
 
 
@@ -27,7 +28,7 @@ OPEN_REFUND_STATUSES = frozenset(
 )
 
 
-class Refund(ConcurrentTransitionMixin, models.Model):
+class Refund(ConcurrentTransitions, models.Model):
     """Money given back to the buyer of one payment order, all of it or a part (DESIGN.md "Refund").
 
     Booked when it is created: the ledger takes the amount out of PSP clearing and the seller's funds (and the
