@@ -40,15 +40,18 @@ class PreparedStatement:
         types: dict[str, tuple[str, bool]] = {}  # parameter → (type, is an array)
 
         def extract(match: re.Match[str]) -> str:
-            parameter, type_name, array = match.groups()
-            if type_name is not None:
-                types.setdefault(parameter, (type_name, bool(array)))
+            parameter, cast, array = match.groups()
+            if cast is not None:
+                types.setdefault(parameter, (cast, bool(array)))
             if parameter not in types:
                 raise ValueError(f"{name}: %({parameter})s needs a type cast where it is first used")
             type_name, is_array = types[parameter]
             if is_array:
-                return f"ARRAY(SELECT jsonb_array_elements_text($1->'{parameter}'))::{type_name}[]"
-            return f"($1->>'{parameter}')::{type_name}"
+                value = f"ARRAY(SELECT jsonb_array_elements_text($1->'{parameter}'))::{type_name}[]"
+            else:
+                value = f"($1->>'{parameter}')::{type_name}"
+            # A later use's own cast still applies, to the value of the parameter's type (as after PREPARE).
+            return value if cast is None else f"{value}::{cast}{array or ''}"
 
         self._prepare = f"PREPARE {name} (jsonb) AS {_PLACEHOLDER.sub(extract, sql)}"
         self._execute = f"EXECUTE {name} (%s)"

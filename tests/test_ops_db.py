@@ -52,6 +52,12 @@ def test_each_value_reaches_postgresql_exactly_with_its_type() -> None:
     )
 
 
+def test_a_later_use_keeps_its_own_cast() -> None:
+    statement = PreparedStatement("test_prepared_recast", "SELECT %(a)s::numeric, %(a)s::int, %(a)s::text || 'x'")
+
+    assert statement.fetchall({"a": Decimal("2.6")}) == [(Decimal("2.6"), 3, "2.6x")]
+
+
 def test_a_parameter_untyped_where_first_used_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a type cast"):
         PreparedStatement("test_prepared_untyped", "SELECT %(a)s + %(a)s::int")
