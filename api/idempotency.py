@@ -81,9 +81,9 @@ def idempotent_post(
                 body, status = claim.stored_body(), claim.status
             else:
                 response = handler()
-                if response is None or not 200 <= response.status_code < 300:
-                    if response is None:
-                        raise RuntimeError("a handler answers, unless it claims the key")
+                if response is None:
+                    raise RuntimeError("a handler answers, unless it claims the key")
+                if not 200 <= response.status_code < 300:
                     # Only a success is remembered; anything else must leave no trace, so a retry starts afresh.
                     transaction.set_rollback(True)
                     return response

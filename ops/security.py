@@ -78,10 +78,14 @@ class AdminLoginThrottleMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.login_path = ""  # found on the first POST (reverse() on every POST cost as much as a small view)
+
+    @functools.cached_property
+    def login_path(self) -> str:
+        # Found once: reverse() on every POST cost as much as a small view.
+        return reverse("admin:login")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST" and request.path == (self.login_path or self._find_login_path()):
+        if request.method == "POST" and request.path == self.login_path:
             key = _login_key(client_ip(request), str(request.POST.get("username", "")))
             if (cache.get(key) or 0) >= settings.ADMIN_LOGIN_MAX_FAILURES:
                 logger.warning("admin sign-in refused: too many failures", extra={"address": client_ip(request)})
@@ -91,10 +95,6 @@ class AdminLoginThrottleMiddleware:
                 response["Retry-After"] = str(settings.ADMIN_LOGIN_WINDOW_SECONDS)
                 return response
         return self.get_response(request)
-
-    def _find_login_path(self) -> str:
-        self.login_path = reverse("admin:login")
-        return self.login_path
 
 
 @receiver(user_login_failed, dispatch_uid="ops.admin_login_failed")
