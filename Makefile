@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint lock bench-api bench-ledger bench-e2e bench-recon bench-admin chaos
+.PHONY: install run test lint lock bench-api bench-instructions bench-ledger bench-e2e bench-recon bench-admin chaos
 
 $(INSTALLED): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lock: install
 ## Throughput of POST /v1/payments against a minimal Django INSERT endpoint, measured in the same run.
 bench-api: install
 	$(PY) scripts/devstack.py env -- $(PY) bench/api.py
+
+## The web process's instructions per answer (callgrind) for the same endpoints: comparable on a noisy machine.
+bench-instructions: install
+	$(PY) scripts/devstack.py env -- $(PY) bench/instructions.py
 
 ## Postings per second through the ledger's posting service: spread over sellers, through hot accounts, and raw SQL.
 bench-ledger: install

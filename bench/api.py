@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -198,35 +199,41 @@ class Endpoint:
     build: Callable[[], bytes]  # one complete HTTP request, fresh ids included
 
 
+def ceiling_body(n: int) -> dict[str, str]:
+    return {"name": f"row_{n}", "amount": "12.34"}
+
+
+def payment_body(run: str, n: int) -> dict[str, Any]:
+    """The shape of tests/conftest.py payment_body(): two orders for two sellers, ids unique to ``run`` and ``n``."""
+    return {
+        "checkout_id": f"chk_{run}_{n}",
+        "buyer_info": {"id": "buyer_42", "email": "ann@example.com", "country": "DE"},
+        "payment_method": {"token": "pm_card_visa"},
+        "payment_orders": [
+            {"payment_order_id": f"po_{run}_{n}_1", "seller_account": "seller_7", "amount": "19.99", "currency": "EUR"},
+            {"payment_order_id": f"po_{run}_{n}_2", "seller_account": "seller_9", "amount": "5.00", "currency": "EUR"},
+        ],
+    }  # fmt: skip
+
+
 def endpoints(port: int, api_key: str) -> list[Endpoint]:
     # A random run id keeps every id globally unique, not only within this run.
     run = secrets.token_hex(6)
     numbers = itertools.count(1)
 
     def ceiling() -> bytes:
-        body = json.dumps({"name": f"row_{next(numbers)}", "amount": "12.34"}, separators=(",", ":"))
+        body = json.dumps(ceiling_body(next(numbers)), separators=(",", ":"))
         return _http_post(port, "/bench/ceiling", body.encode())
 
     def ceiling_drf() -> bytes:
-        body = json.dumps({"name": f"row_{next(numbers)}", "amount": "12.34"}, separators=(",", ":"))
+        body = json.dumps(ceiling_body(next(numbers)), separators=(",", ":"))
         return _http_post(port, "/bench/ceiling-drf", body.encode())
 
     def payments() -> bytes:
-        # The shape of tests/conftest.py payment_body(): two orders for two sellers.
         n = next(numbers)
-        body = {
-            "checkout_id": f"chk_{run}_{n}",
-            "buyer_info": {"id": "buyer_42", "email": "ann@example.com", "country": "DE"},
-            "payment_method": {"token": "pm_card_visa"},
-            "payment_orders": [
-                {"payment_order_id": f"po_{run}_{n}_1", "seller_account": "seller_7", "amount": "19.99",
-                 "currency": "EUR"},
-                {"payment_order_id": f"po_{run}_{n}_2", "seller_account": "seller_9", "amount": "5.00",
-                 "currency": "EUR"},
-            ],
-        }  # fmt: skip
         headers = f"Authorization: Bearer {api_key}\r\nIdempotency-Key: bench_{run}_{n}\r\n"
-        return _http_post(port, "/v1/payments", json.dumps(body, separators=(",", ":")).encode(), headers)
+        body = json.dumps(payment_body(run, n), separators=(",", ":"))
+        return _http_post(port, "/v1/payments", body.encode(), headers)
 
     return [Endpoint("ceiling", ceiling), Endpoint("ceiling-drf", ceiling_drf), Endpoint("payments", payments)]
 
